@@ -1,0 +1,22 @@
+//! mailrestore: restore points for a mail host.
+//!
+//! The library holds every piece of the daemon and the CLI; `main.rs` is a thin
+//! shell over [`cli::run`]. See ARCHITECTURE.md for the code map and invariants.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod index;
+pub mod jobs;
+pub mod manifest;
+pub mod net;
+pub mod points;
+pub mod protocol;
+pub mod sandbox;
+pub mod schedule;
+pub mod secret;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod verify;
