@@ -1,0 +1,2 @@
+//! Sans-I/O protocol cores.
+pub mod imap;
