@@ -1,0 +1,275 @@
+//! Wire types of API version 1: what the panel sends and receives.
+//!
+//! They are built from the domain types (`jobs::Job`, …) and never stored: the
+//! index keeps its own records, so the wire format can evolve separately.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{Count, Job};
+
+/// `{"error": {"code", "message"}}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a sentence.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// Stable snake_case code.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// A job as the contract shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobView {
+    /// Identifier.
+    pub id: String,
+    /// `restore` | `snapshot`.
+    pub kind: String,
+    /// The mailbox.
+    pub user: String,
+    /// `queued` | `running` | `succeeded` | `failed` | `cancelled`.
+    pub state: String,
+    /// The restore point.
+    pub point: Option<String>,
+    /// `all` | `inbox` (restores).
+    pub scope: Option<String>,
+    /// Who asked.
+    pub requested_by: Option<String>,
+    /// Where a restore writes.
+    pub target: TargetView,
+    /// Counters.
+    pub progress: ProgressView,
+    /// Why it failed.
+    pub error: Option<ErrorDetail>,
+    /// Problems that did not fail the job.
+    pub warnings: Vec<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    /// When a worker first took it.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+}
+
+/// `target`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetView {
+    /// The new folder, as the user sees it.
+    pub folder: Option<String>,
+    /// New calendar hrefs.
+    pub calendars: Vec<String>,
+    /// New address book hrefs.
+    pub addressbooks: Vec<String>,
+}
+
+/// `progress`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgressView {
+    /// Messages done/total.
+    pub messages: CountView,
+    /// Bytes done/total.
+    pub bytes: CountView,
+    /// Calendar and contact items done/total.
+    pub items: CountView,
+}
+
+/// `{"done", "total"}`
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CountView {
+    /// Done.
+    pub done: u64,
+    /// Total.
+    pub total: u64,
+}
+
+impl From<Count> for CountView {
+    fn from(c: Count) -> Self {
+        CountView {
+            done: c.done,
+            total: c.total,
+        }
+    }
+}
+
+impl From<&Job> for JobView {
+    fn from(j: &Job) -> Self {
+        JobView {
+            id: j.id.to_string(),
+            kind: j.kind.as_str().to_string(),
+            user: j.user.clone(),
+            state: j.state.as_str().to_string(),
+            point: j.point.clone(),
+            scope: j.scope.map(|s| {
+                match s {
+                    crate::jobs::Scope::All => "all",
+                    crate::jobs::Scope::Inbox => "inbox",
+                }
+                .to_string()
+            }),
+            requested_by: j.requested_by.clone(),
+            target: TargetView {
+                folder: j.target.folder.clone(),
+                calendars: j.target.calendars.clone(),
+                addressbooks: j.target.addressbooks.clone(),
+            },
+            progress: ProgressView {
+                messages: j.progress.messages.into(),
+                bytes: j.progress.bytes.into(),
+                items: j.progress.items.into(),
+            },
+            error: j.error.as_ref().map(|e| ErrorDetail {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            warnings: j.warnings.clone(),
+            created_at: j.created_at.to_string(),
+            started_at: j.started_at.map(|t| t.to_string()),
+            finished_at: j.finished_at.map(|t| t.to_string()),
+        }
+    }
+}
+
+/// `{"jobs": [...]}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+}
+
+/// `GET /v1/health`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// `ok` when every configured backend answers, else `degraded`.
+    pub status: String,
+    /// This build's version.
+    pub version: String,
+    /// Seconds since the daemon started.
+    pub uptime_seconds: u64,
+    /// `imap`, `dav`, `smtp`, `index`.
+    pub backends: BTreeMap<String, BackendHealth>,
+    /// Jobs waiting and running.
+    pub jobs: JobCounts,
+}
+
+/// One backend's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendHealth {
+    /// `up` | `down` | `not_configured`.
+    pub state: String,
+    /// Where it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Connect time when up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Queue counts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Waiting.
+    pub queued: usize,
+    /// Running.
+    pub running: usize,
+}
+
+/// A restore point as the contract shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PointView {
+    /// Id.
+    pub id: String,
+    /// RFC 3339 UTC.
+    pub taken_at: String,
+    /// Mail counts.
+    pub mail: MailCountsView,
+    /// Calendar counts.
+    pub calendars: CollectionCountsView,
+    /// Contact counts.
+    pub contacts: CollectionCountsView,
+}
+
+/// `{"folders", "messages", "bytes"}`
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MailCountsView {
+    /// Folders.
+    pub folders: u64,
+    /// Messages.
+    pub messages: u64,
+    /// Sum of RFC822.SIZE.
+    pub bytes: u64,
+}
+
+/// `{"collections", "items"}`
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CollectionCountsView {
+    /// Collections.
+    pub collections: u64,
+    /// Items.
+    pub items: u64,
+}
+
+impl From<&crate::manifest::Generation> for PointView {
+    fn from(g: &crate::manifest::Generation) -> Self {
+        PointView {
+            id: g.id.to_string(),
+            taken_at: g.taken_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            mail: MailCountsView {
+                folders: g.mail.folders,
+                messages: g.mail.messages,
+                bytes: g.mail.bytes,
+            },
+            calendars: CollectionCountsView {
+                collections: g.calendars.collections,
+                items: g.calendars.items,
+            },
+            contacts: CollectionCountsView {
+                collections: g.contacts.collections,
+                items: g.contacts.items,
+            },
+        }
+    }
+}
+
+/// `{"user", "points": [...]}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PointList {
+    /// The mailbox.
+    pub user: String,
+    /// Newest first.
+    pub points: Vec<PointView>,
+}
+
+/// `POST /v1/snapshots`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// One user.
+    pub user: Option<String>,
+    /// Every user the schedule knows.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `POST /v1/restores`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The mailbox.
+    pub user: String,
+    /// The restore point id.
+    pub point: String,
+    /// `all` (default) or `inbox`.
+    pub scope: Option<String>,
+    /// Who asked (gets the notification).
+    pub requested_by: Option<String>,
+}

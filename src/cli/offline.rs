@@ -1,0 +1,84 @@
+//! Commands that work on the state directory directly (`verify`), when no
+//! daemon holds it.
+
+use std::process::ExitCode;
+
+use super::{EXIT_FAILED, Failure};
+use crate::config::Config;
+use crate::index::Index;
+use crate::state::StateDir;
+use crate::store::Store;
+
+fn open(config: &Config) -> Result<(StateDir, Store), Failure> {
+    let state = StateDir::open(&config.state_dir).map_err(|e| {
+        Failure::failed(format!(
+            "{e}; stop the daemon (systemctl stop mailrestore) to run this offline"
+        ))
+    })?;
+    let index = Index::open(&state.index_dir()).map_err(Failure::failed)?;
+    let store = Store::open(&state.store_dir(), index).map_err(Failure::failed)?;
+    Ok((state, store))
+}
+
+/// `mailrestore verify [--read-data] [--repair]`.
+pub fn verify(
+    config: &Config,
+    read_data: bool,
+    repair: bool,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let (_state, store) = open(config)?;
+    let repaired = if repair {
+        let r = crate::verify::rebuild_index(&store).map_err(Failure::failed)?;
+        if !json {
+            println!(
+                "rebuilt the index from {} packs: {} blobs, {} restore points",
+                r.packs, r.blobs, r.generations
+            );
+            for u in &r.unreadable_roots {
+                println!("  unreadable root manifest: {u}");
+            }
+        }
+        Some(r)
+    } else {
+        None
+    };
+    let report = crate::verify::verify(&store, read_data).map_err(Failure::failed)?;
+    if json {
+        let v =
+            serde_json::json!({"repair": repaired, "verify": report, "clean": report.is_clean()});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!(
+            "{} restore points, {} blobs referenced{}",
+            report.generations,
+            report.blobs_referenced,
+            if read_data {
+                format!(
+                    ", {} blobs ({}) re-hashed",
+                    report.blobs_read,
+                    super::output::mb(report.bytes_read)
+                )
+            } else {
+                String::new()
+            }
+        );
+        for b in &report.bad_blobs {
+            println!("  damaged blob: {b}");
+        }
+        for d in &report.damaged {
+            println!("  DAMAGED point {} of {}:", d.point, d.user);
+            for p in &d.problems {
+                println!("    {p}");
+            }
+        }
+        if report.is_clean() {
+            println!("everything is restorable");
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}

@@ -1,0 +1,116 @@
+//! `mailrestore quickstart`: the story on a sandbox.
+//!
+//! Real Dovecot, Radicale and Postfix on loopback ports in a temp dir, a demo
+//! mailbox for alice@example.org, and the daemon on its own socket, driven
+//! through the API exactly as the panel would. Everything stops and is
+//! removed at the end (or at Ctrl-C with `--keep`).
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Failure;
+use crate::api::client::ApiClient;
+use crate::config::{Config, Secrets};
+use crate::daemon::Daemon;
+use crate::sandbox::{Sandbox, SandboxOptions, daemon::write_config, demo};
+
+const USER: &str = "alice@example.org";
+
+/// Runs the story; `keep` leaves the sandbox up until Ctrl-C.
+pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
+    step(
+        "Starting real Dovecot (IMAP, LMTP), Radicale (CalDAV/CardDAV) and Postfix (SMTP) on loopback",
+    );
+    let sandbox = tokio::task::spawn_blocking(|| {
+        Sandbox::start(SandboxOptions {
+            radicale: true,
+            postfix: true,
+            ..SandboxOptions::default()
+        })
+    })
+    .await
+    .map_err(Failure::failed)?
+    .map_err(|e| Failure::failed(format!("the sandbox did not start: {e}")))?;
+    let dovecot = sandbox.dovecot().map_err(Failure::failed)?;
+    println!("   Dovecot IMAP  127.0.0.1:{}", dovecot.imap_port);
+    if let Some(r) = &sandbox.radicale {
+        println!("   Radicale      {}", r.url);
+    }
+    if let Some(p) = &sandbox.postfix {
+        println!("   Postfix SMTP  127.0.0.1:{}", p.smtp_port);
+    }
+    println!("   (all under {})", sandbox.root().display());
+
+    step(&format!(
+        "Seeding the demo mailbox of {USER} from fixtures/demo/"
+    ));
+    let mut imap = dovecot
+        .login_master(USER)
+        .map_err(|e| Failure::failed(format!("master login for {USER}: {e}")))?;
+    let n = demo::seed(&mut imap, dovecot.separator)
+        .map_err(|e| Failure::failed(format!("seeding the demo mailbox: {e}")))?;
+    println!("   {n} messages appended with their flags, keywords and dates");
+    print_mailbox(&mut imap)?;
+
+    step("Starting the mailrestore daemon on its Unix socket");
+    let files = write_config(&sandbox, &sandbox.root().join("mailrestore"), "")
+        .map_err(|e| Failure::failed(format!("writing the daemon configuration: {e}")))?;
+    let config =
+        Config::load(&files.config, Secrets::Read).map_err(|e| Failure::usage(e.to_string()))?;
+    let daemon = Daemon::start(config).await.map_err(Failure::failed)?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(daemon.wait(stop.clone()));
+    println!("   config  {}", files.config.display());
+    println!("   socket  {}", files.socket.display());
+
+    step("Asking the daemon over the socket, as the panel does: GET /v1/health");
+    let api = ApiClient::new(&files.socket);
+    let health = api.get("/v1/health").await?;
+    super::output::health(&health, false);
+    step("GET /v1/jobs");
+    super::output::jobs(&api.get("/v1/jobs").await?, false);
+
+    if keep {
+        step("The sandbox stays up until Ctrl-C. Try, in another shell:");
+        println!(
+            "   target/debug/mailrestore --socket {} health",
+            files.socket.display()
+        );
+        println!(
+            "   curl --unix-socket {} http://localhost/v1/jobs",
+            files.socket.display()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    step("Stopping the daemon and the servers");
+    stop.cancel();
+    let _ = task.await;
+    let _ = imap.logout();
+    drop(sandbox);
+    println!("   done: nothing is left running.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+fn print_mailbox(imap: &mut crate::sandbox::raw_imap::RawImap) -> Result<(), Failure> {
+    let folders = imap
+        .list()
+        .map_err(|e| Failure::failed(format!("LIST: {e}")))?;
+    for f in folders {
+        if f.attributes
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("\\Noselect"))
+        {
+            continue;
+        }
+        let count = imap
+            .message_count(&f.name)
+            .map_err(|e| Failure::failed(format!("STATUS {}: {e}", f.name)))?;
+        println!("   {:<24} {count:>3} messages", f.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! The index: the only module that touches sled.
+//!
+//! It holds the jobs (and, as the store grows, the generations and the blob
+//! locations). Everything else sees a narrow, typed interface so the engine
+//! could be swapped without touching the rest. Values are JSON documents
+//! under big-endian numeric keys, so trees iterate in id order.
+//!
+//! Invariant: a write that callers rely on after a crash (a job state change,
+//! a generation commit) is flushed to disk before the call returns.
+
+use std::path::Path;
+
+use crate::jobs::{Job, JobId};
+use crate::manifest::{Generation, GenerationId};
+use crate::store::{BlobId, BlobLocation};
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// sled reported an error (I/O, corruption).
+    #[error("index database error: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("index record {key} in {tree} is damaged: {source}")]
+    Decode {
+        /// The tree.
+        tree: &'static str,
+        /// The key, printed.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// A stored record has the wrong shape.
+    #[error("index record {key} in {tree} is damaged")]
+    Damaged {
+        /// The tree.
+        tree: &'static str,
+        /// The key, printed.
+        key: String,
+    },
+    /// The index was written by an incompatible version.
+    #[error("index format {found} is not supported (this build reads format {expected})")]
+    Format {
+        /// Found on disk.
+        found: String,
+        /// What this build reads.
+        expected: u32,
+    },
+}
+
+/// The format version written in the `meta` tree.
+pub const FORMAT_VERSION: u32 = 1;
+
+const JOBS: &str = "jobs";
+const BLOBS: &str = "blobs";
+const GENERATIONS: &str = "generations";
+
+/// A handle on the index. Cheap to clone.
+#[derive(Clone)]
+pub struct Index {
+    db: sled::Db,
+    jobs: sled::Tree,
+    blobs: sled::Tree,
+    generations: sled::Tree,
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Index, IndexError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
+        match db.get("format")? {
+            None => {
+                db.insert("format", FORMAT_VERSION.to_string().as_bytes())?;
+                db.flush()?;
+            }
+            Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(IndexError::Format {
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    expected: FORMAT_VERSION,
+                });
+            }
+        }
+        let jobs = db.open_tree(JOBS)?;
+        let blobs = db.open_tree(BLOBS)?;
+        let generations = db.open_tree(GENERATIONS)?;
+        Ok(Index {
+            db,
+            jobs,
+            blobs,
+            generations,
+        })
+    }
+
+    /// A new job id, never handed out before (survives restarts).
+    pub fn next_job_id(&self) -> Result<JobId, IndexError> {
+        // generate_id is monotonic across restarts; start at 1 for readability.
+        Ok(JobId(self.db.generate_id()? + 1))
+    }
+
+    /// Writes a job record durably.
+    pub fn put_job(&self, job: &Job) -> Result<(), IndexError> {
+        // Serialising our own plain struct cannot fail.
+        let value = serde_json::to_vec(job).expect("a Job always serialises");
+        self.jobs.insert(job.id.0.to_be_bytes(), value)?;
+        self.jobs.flush()?;
+        Ok(())
+    }
+
+    /// One job.
+    pub fn job(&self, id: JobId) -> Result<Option<Job>, IndexError> {
+        self.jobs
+            .get(id.0.to_be_bytes())?
+            .map(|v| decode(JOBS, &id.to_string(), &v))
+            .transpose()
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>, IndexError> {
+        self.jobs
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(JOBS, &format!("{k:?}"), &v)
+            })
+            .collect()
+    }
+
+    /// Removes finished jobs that ended before `cutoff`; returns how many.
+    pub fn forget_jobs_before(&self, cutoff: jiff::Timestamp) -> Result<usize, IndexError> {
+        let mut n = 0;
+        for job in self.jobs()? {
+            if job.state.is_final() && job.finished_at.is_some_and(|t| t < cutoff) {
+                self.jobs.remove(job.id.0.to_be_bytes())?;
+                n += 1;
+            }
+        }
+        self.jobs.flush()?;
+        Ok(n)
+    }
+
+    /// Where a blob is stored, if it is.
+    pub fn blob(&self, id: &BlobId) -> Result<Option<BlobLocation>, IndexError> {
+        match self.blobs.get(id.0)? {
+            None => Ok(None),
+            Some(v) => BlobLocation::from_bytes(&v)
+                .map(Some)
+                .ok_or_else(|| IndexError::Damaged {
+                    tree: BLOBS,
+                    key: id.hex(),
+                }),
+        }
+    }
+
+    /// Records the locations of a durable pack's blobs, durably.
+    pub fn put_blobs(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
+        self.insert_blobs(entries)?;
+        self.blobs.flush()?;
+        Ok(())
+    }
+
+    /// Adds blob locations (not flushed).
+    fn insert_blobs(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
+        let mut batch = sled::Batch::default();
+        for (id, loc) in entries {
+            batch.insert(&id.0[..], &loc.to_bytes()[..]);
+        }
+        self.blobs.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Forgets blob locations (prune, after their packs are rewritten).
+    pub fn remove_blobs(&self, ids: &[BlobId]) -> Result<(), IndexError> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.0[..]);
+        }
+        self.blobs.apply_batch(batch)?;
+        self.blobs.flush()?;
+        Ok(())
+    }
+
+    /// Every blob location.
+    pub fn blobs(&self) -> Result<Vec<(BlobId, BlobLocation)>, IndexError> {
+        self.blobs
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id = BlobId(k.as_ref().try_into().map_err(|_| IndexError::Damaged {
+                    tree: BLOBS,
+                    key: format!("{k:?}"),
+                })?);
+                let loc = BlobLocation::from_bytes(&v).ok_or_else(|| IndexError::Damaged {
+                    tree: BLOBS,
+                    key: id.hex(),
+                })?;
+                Ok((id, loc))
+            })
+            .collect()
+    }
+
+    /// Records a generation, durably: the last step of a snapshot.
+    pub fn put_generation(&self, g: &Generation) -> Result<(), IndexError> {
+        // Serialising our own plain struct cannot fail.
+        let value = serde_json::to_vec(g).expect("a Generation always serialises");
+        self.generations
+            .insert(generation_key(&g.user, &g.id), value)?;
+        self.generations.flush()?;
+        Ok(())
+    }
+
+    /// Records the locations of the last durable packs of a snapshot and the
+    /// generation that refers to them, with one flush.
+    pub fn commit_generation(
+        &self,
+        entries: &[(BlobId, BlobLocation)],
+        g: &Generation,
+    ) -> Result<(), IndexError> {
+        self.insert_blobs(entries)?;
+        // Serialising our own plain struct cannot fail.
+        let value = serde_json::to_vec(g).expect("a Generation always serialises");
+        self.generations
+            .insert(generation_key(&g.user, &g.id), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes a generation (prune).
+    pub fn remove_generation(&self, user: &str, id: &GenerationId) -> Result<(), IndexError> {
+        self.generations.remove(generation_key(user, id))?;
+        self.generations.flush()?;
+        Ok(())
+    }
+
+    /// One user's generations, oldest first.
+    pub fn generations(&self, user: &str) -> Result<Vec<Generation>, IndexError> {
+        let mut prefix = user.as_bytes().to_vec();
+        prefix.push(0);
+        self.generations
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(GENERATIONS, &String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+
+    /// Every generation of every user.
+    pub fn all_generations(&self) -> Result<Vec<Generation>, IndexError> {
+        self.generations
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(GENERATIONS, &String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+
+    /// One generation.
+    pub fn generation(
+        &self,
+        user: &str,
+        id: &GenerationId,
+    ) -> Result<Option<Generation>, IndexError> {
+        self.generations
+            .get(generation_key(user, id))?
+            .map(|v| decode(GENERATIONS, id.as_str(), &v))
+            .transpose()
+    }
+
+    /// Empties the blob locations and generations (before a rebuild).
+    pub fn clear_store_records(&self) -> Result<(), IndexError> {
+        self.blobs.clear()?;
+        self.generations.clear()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the index takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, IndexError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// `user \0 generation-id`: a user's generations sort together, by id (time).
+fn generation_key(user: &str, id: &GenerationId) -> Vec<u8> {
+    let mut k = user.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, IndexError> {
+    serde_json::from_slice(bytes).map_err(|source| IndexError::Decode {
+        tree,
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{JobKind, JobRequest, JobState};
+    use jiff::Timestamp;
+
+    fn job(id: JobId) -> Job {
+        Job::new(
+            id,
+            JobRequest {
+                kind: JobKind::Snapshot,
+                user: "alice@example.org".into(),
+                point: None,
+                scope: None,
+                requested_by: None,
+            },
+            Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn jobs_persist_across_reopen_in_id_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<JobId> = {
+            let index = Index::open(dir.path()).unwrap();
+            let ids: Vec<JobId> = (0..300).map(|_| index.next_job_id().unwrap()).collect();
+            for id in ids.iter().rev() {
+                index.put_job(&job(*id)).unwrap();
+            }
+            ids
+        };
+        let index = Index::open(dir.path()).unwrap();
+        let got: Vec<JobId> = index.jobs().unwrap().into_iter().map(|j| j.id).collect();
+        assert_eq!(got, ids);
+        let fresh = index.next_job_id().unwrap();
+        assert!(fresh > *ids.last().unwrap(), "ids must never repeat");
+        assert_eq!(index.job(ids[5]).unwrap().unwrap().id, ids[5]);
+        assert!(index.job(JobId(u64::MAX)).unwrap().is_none());
+    }
+
+    #[test]
+    fn forgets_only_old_finished_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let mut old = job(JobId(1));
+        old.state = JobState::Succeeded;
+        old.finished_at = Some(Timestamp::from_second(100).unwrap());
+        let mut running = job(JobId(2));
+        running.state = JobState::Running;
+        index.put_job(&old).unwrap();
+        index.put_job(&running).unwrap();
+        let n = index
+            .forget_jobs_before(Timestamp::from_second(200).unwrap())
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(index.jobs().unwrap(), vec![running]);
+    }
+}

@@ -1,0 +1,387 @@
+//! Jobs: the unit of work the daemon runs for the panel (a snapshot or a restore
+//! of one user), persisted in the index so they survive a restart.
+//!
+//! This module owns the job record ([`Job`]) and the queue ([`Queue`]): it
+//! persists every state change through [`crate::index::Index`], runs queued jobs
+//! on the [`Runner`] registered for their kind, re-queues jobs a previous daemon
+//! left `running` (they resume), and carries cancellation. It knows nothing of
+//! IMAP or DAV: runners do the work.
+
+mod queue;
+pub mod runners;
+
+pub use queue::{CancelError, JobContext, Queue, RunResult, Runner};
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A job's identifier: `j` followed by a number that grows with each job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "j{}", self.0)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix('j')
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+            .map(JobId)
+            .ok_or_else(|| format!("{s:?} is not a job id (expected j followed by digits)"))
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.to_string()
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Take a restore point of a user.
+    Snapshot,
+    /// Bring a restore point back into new folders and collections.
+    Restore,
+}
+
+impl JobKind {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Snapshot => "snapshot",
+            JobKind::Restore => "restore",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "snapshot" => Ok(JobKind::Snapshot),
+            "restore" => Ok(JobKind::Restore),
+            _ => Err(format!(
+                "unknown job kind {s:?} (expected snapshot or restore)"
+            )),
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// Being worked on.
+    Running,
+    /// Ended well.
+    Succeeded,
+    /// Ended with an error (see [`Job::error`]).
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl JobState {
+    /// True once the job will never change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown job state {s:?} (expected queued, running, succeeded, failed or cancelled)"
+            )
+        })
+    }
+}
+
+/// What a restore brings back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every folder, calendar and address book.
+    All,
+    /// The INBOX's messages only.
+    Inbox,
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Scope::All),
+            "inbox" => Ok(Scope::Inbox),
+            _ => Err(format!("unknown scope {s:?} (expected all or inbox)")),
+        }
+    }
+}
+
+/// Where a restore puts what it brings back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The new top folder, as the user sees it.
+    pub folder: Option<String>,
+    /// Hrefs of the new calendars.
+    pub calendars: Vec<String>,
+    /// Hrefs of the new address books.
+    pub addressbooks: Vec<String>,
+}
+
+/// A done/total pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    /// Done so far.
+    pub done: u64,
+    /// Known total (0 while unknown).
+    pub total: u64,
+}
+
+/// How far a job has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Messages.
+    pub messages: Count,
+    /// Message bytes.
+    pub bytes: Count,
+    /// Calendar and contact items.
+    pub items: Count,
+}
+
+/// Why a job failed: a stable snake_case code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Stable code (`over_quota`, `unknown_user`, `server_down`, …).
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl JobError {
+    /// Builds an error.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the panel asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    /// Snapshot or restore.
+    pub kind: JobKind,
+    /// The mailbox.
+    pub user: String,
+    /// The restore point (restores).
+    pub point: Option<String>,
+    /// What to restore (restores).
+    pub scope: Option<Scope>,
+    /// Who asked (gets the notification).
+    pub requested_by: Option<String>,
+}
+
+/// A job as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Identifier.
+    pub id: JobId,
+    /// Snapshot or restore.
+    pub kind: JobKind,
+    /// The mailbox.
+    pub user: String,
+    /// Life cycle state.
+    pub state: JobState,
+    /// The restore point (a restore's source, a snapshot's result).
+    pub point: Option<String>,
+    /// What a restore brings back.
+    pub scope: Option<Scope>,
+    /// Who asked.
+    pub requested_by: Option<String>,
+    /// Where a restore writes.
+    pub target: Target,
+    /// Counters.
+    pub progress: Progress,
+    /// Why it failed.
+    pub error: Option<JobError>,
+    /// Things that went wrong without failing the job (a skipped message …).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Times the job was started (more than 1 after a resume).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Cancellation was asked for.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// When it was asked for.
+    pub created_at: Timestamp,
+    /// When a worker first took it.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Job {
+    /// A new queued job.
+    pub fn new(id: JobId, req: JobRequest, now: Timestamp) -> Job {
+        Job {
+            id,
+            kind: req.kind,
+            user: req.user,
+            state: JobState::Queued,
+            point: req.point,
+            scope: req.scope,
+            requested_by: req.requested_by,
+            target: Target::default(),
+            progress: Progress::default(),
+            error: None,
+            warnings: Vec::new(),
+            attempts: 0,
+            cancel_requested: false,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+/// Filters of `GET /v1/jobs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this user's jobs.
+    pub user: Option<String>,
+    /// Only this kind.
+    pub kind: Option<JobKind>,
+    /// Only this state.
+    pub state: Option<JobState>,
+}
+
+impl JobFilter {
+    /// True when the job passes every filter given.
+    pub fn matches(&self, job: &Job) -> bool {
+        self.user.as_ref().is_none_or(|u| *u == job.user)
+            && self.kind.is_none_or(|k| k == job.kind)
+            && self.state.is_none_or(|s| s == job.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_round_trip_and_refuse_junk() {
+        assert_eq!("j42".parse::<JobId>(), Ok(JobId(42)));
+        assert_eq!(JobId(7).to_string(), "j7");
+        for bad in [
+            "",
+            "j",
+            "42",
+            "j-1",
+            "jx",
+            "j1a",
+            "j99999999999999999999999",
+        ] {
+            assert!(bad.parse::<JobId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let job = Job::new(
+            JobId(3),
+            JobRequest {
+                kind: JobKind::Restore,
+                user: "alice@example.org".into(),
+                point: Some("p1".into()),
+                scope: Some(Scope::Inbox),
+                requested_by: Some("admin@example.org".into()),
+            },
+            Timestamp::from_second(1_764_165_900).unwrap(),
+        );
+        let json = serde_json::to_string(&job).unwrap();
+        assert!(json.contains(r#""id":"j3""#) && json.contains(r#""scope":"inbox""#));
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), job);
+    }
+
+    #[test]
+    fn filters_combine() {
+        let mut job = Job::new(
+            JobId(1),
+            JobRequest {
+                kind: JobKind::Snapshot,
+                user: "bob@example.org".into(),
+                point: None,
+                scope: None,
+                requested_by: None,
+            },
+            Timestamp::UNIX_EPOCH,
+        );
+        job.state = JobState::Running;
+        let f = |user: Option<&str>, kind, state| JobFilter {
+            user: user.map(str::to_string),
+            kind,
+            state,
+        };
+        assert!(f(None, None, None).matches(&job));
+        assert!(
+            f(
+                Some("bob@example.org"),
+                Some(JobKind::Snapshot),
+                Some(JobState::Running)
+            )
+            .matches(&job)
+        );
+        assert!(!f(Some("alice@example.org"), None, None).matches(&job));
+        assert!(!f(None, Some(JobKind::Restore), None).matches(&job));
+        assert!(!f(None, None, Some(JobState::Queued)).matches(&job));
+    }
+}
