@@ -1,0 +1,329 @@
+//! The IMAP source: reads one folder of the live mailbox into the store,
+//! read-only (EXAMINE, BODY.PEEK), incrementally against the previous
+//! generation's manifest of the same folder.
+//!
+//! - Same UIDVALIDITY, same UIDNEXT, same HIGHESTMODSEQ and message count:
+//!   the folder is unchanged and its previous manifest is reused as is.
+//! - Same UIDVALIDITY otherwise: flags come from `UID FETCH (FLAGS)`, with
+//!   `CHANGEDSINCE` under CONDSTORE; only UIDs not seen before are downloaded.
+//! - A new UIDVALIDITY (or no previous manifest): every message is
+//!   downloaded again, and stored once more only if its bytes are new.
+
+use std::collections::HashMap;
+
+use crate::manifest::{self, FolderManifest, MessageEntry};
+use crate::net::imap::ImapConnection;
+use crate::protocol::imap::{
+    BodySection, FetchItems, FetchRequest, FetchedMessage, Flag, MailboxEntry, Uid, UidRange,
+    UidSet,
+};
+use crate::store::{BlobKind, BlobWriter, Store};
+
+use super::{Progress, SnapshotError};
+
+/// Snapshots one folder; returns its manifest.
+pub async fn snapshot_folder(
+    conn: &mut ImapConnection,
+    entry: &MailboxEntry,
+    prev: Option<&FolderManifest>,
+    store: &Store,
+    writer: &mut BlobWriter,
+    progress: &Progress,
+) -> Result<FolderManifest, SnapshotError> {
+    let mut folder = FolderManifest {
+        name: entry.name.as_str().to_string(),
+        wire_name: String::from_utf8_lossy(entry.name.raw()).into_owned(),
+        separator: entry.delimiter,
+        special_use: {
+            let mut v: Vec<String> = entry
+                .special_uses()
+                .map(|s| s.as_str().to_string())
+                .collect();
+            v.sort();
+            v
+        },
+        subscribed: entry.is_subscribed(),
+        selectable: entry.is_selectable(),
+        uid_validity: 0,
+        uid_next: 0,
+        highest_modseq: None,
+        messages: 0,
+        bytes: 0,
+        groups: Vec::new(),
+    };
+    if !folder.selectable {
+        return Ok(folder);
+    }
+    let sel = conn.examine(&entry.name).await?;
+    folder.uid_validity = sel.uid_validity.get();
+    folder.uid_next = sel.uid_next.map_or(0, Uid::get);
+    folder.highest_modseq = sel.highest_modseq.map(|m| m.get());
+
+    let same_validity = prev.filter(|p| p.uid_validity == folder.uid_validity && p.selectable);
+    if let Some(p) = same_validity {
+        let unchanged = p.uid_next == folder.uid_next
+            && p.highest_modseq.is_some()
+            && p.highest_modseq == folder.highest_modseq
+            && p.messages == u64::from(sel.exists);
+        if unchanged {
+            folder.messages = p.messages;
+            folder.bytes = p.bytes;
+            folder.groups = p.groups.clone();
+            progress.skipped(p.messages);
+            return Ok(folder);
+        }
+    }
+    if sel.exists == 0 {
+        return finish(folder, Vec::new(), writer);
+    }
+
+    let old = match same_validity {
+        Some(p) => load_entries(store, p)?,
+        None => HashMap::new(),
+    };
+    let (mut kept, new_uids) = if old.is_empty() {
+        (Vec::new(), None)
+    } else {
+        let (kept, new) = resync_flags(conn, old, same_validity, sel.exists).await?;
+        progress.skipped(kept.len() as u64);
+        (kept, Some(new))
+    };
+    let to_fetch = match new_uids {
+        None => Some(UidSet::all()),
+        Some(uids) if uids.is_empty() => None,
+        Some(uids) => UidSet::new(ranges(uids)),
+    };
+    if let Some(uids) = to_fetch {
+        download(conn, uids, writer, &mut kept, progress).await?;
+    }
+    kept.sort_by_key(|e| e.uid);
+    kept.dedup_by_key(|e| e.uid);
+    finish(folder, kept, writer)
+}
+
+/// Writes the chunks and groups and fills the counts.
+fn finish(
+    mut folder: FolderManifest,
+    entries: Vec<MessageEntry>,
+    writer: &mut BlobWriter,
+) -> Result<FolderManifest, SnapshotError> {
+    folder.messages = entries.len() as u64;
+    folder.bytes = entries.iter().map(|e| e.size).sum();
+    let mut chunks = Vec::new();
+    for chunk in manifest::chunk(entries) {
+        let last_uid = chunk.messages.last().map_or(0, |m| m.uid);
+        let (id, _) = writer.put_kind(&manifest::encode(&chunk), BlobKind::Manifest)?;
+        chunks.push((id, last_uid));
+    }
+    for group in manifest::group(chunks) {
+        let (id, _) = writer.put_kind(&manifest::encode(&group), BlobKind::Manifest)?;
+        folder.groups.push(id);
+    }
+    Ok(folder)
+}
+
+fn load_entries(
+    store: &Store,
+    prev: &FolderManifest,
+) -> Result<HashMap<u32, MessageEntry>, SnapshotError> {
+    Ok(super::folder_messages(store, prev)?
+        .into_iter()
+        .map(|m| (m.uid, m))
+        .collect())
+}
+
+/// Brings the flags of known messages up to date; returns the entries still
+/// present and the UIDs that are new.
+async fn resync_flags(
+    conn: &mut ImapConnection,
+    mut old: HashMap<u32, MessageEntry>,
+    prev: Option<&FolderManifest>,
+    exists: u32,
+) -> Result<(Vec<MessageEntry>, Vec<u32>), SnapshotError> {
+    let condstore_since = prev
+        .and_then(|p| p.highest_modseq)
+        .and_then(crate::protocol::imap::ModSeq::new);
+    if let Some(since) = condstore_since {
+        // Only what changed since the previous snapshot: flag changes and
+        // new messages. If the count then adds up, nothing was expunged.
+        let changed = fetch_flags(conn, Some(since)).await?;
+        let mut new = Vec::new();
+        let mut updates = Vec::new();
+        for m in changed {
+            if old.contains_key(&m.uid.get()) {
+                updates.push(m);
+            } else {
+                new.push(m.uid.get());
+            }
+        }
+        if old.len() + new.len() == exists as usize {
+            for m in updates {
+                if let Some(e) = old.get_mut(&m.uid.get()) {
+                    set_flags(e, &m.flags);
+                }
+            }
+            return Ok((old.into_values().collect(), new));
+        }
+    }
+    // Full listing: every UID with its flags.
+    let all = fetch_flags(conn, None).await?;
+    let mut kept = Vec::with_capacity(all.len());
+    let mut new = Vec::new();
+    for m in all {
+        match old.remove(&m.uid.get()) {
+            Some(mut e) => {
+                set_flags(&mut e, &m.flags);
+                kept.push(e);
+            }
+            None => new.push(m.uid.get()),
+        }
+    }
+    Ok((kept, new))
+}
+
+async fn fetch_flags(
+    conn: &mut ImapConnection,
+    changed_since: Option<crate::protocol::imap::ModSeq>,
+) -> Result<Vec<FetchedMessage>, SnapshotError> {
+    let stream = conn
+        .uid_fetch(FetchRequest {
+            uids: UidSet::all(),
+            items: FetchItems::FlagsOnly,
+            changed_since,
+        })
+        .await?;
+    Ok(stream.collect().await?)
+}
+
+/// Downloads whole messages, one at a time, into the store.
+async fn download(
+    conn: &mut ImapConnection,
+    uids: UidSet,
+    writer: &mut BlobWriter,
+    out: &mut Vec<MessageEntry>,
+    progress: &Progress,
+) -> Result<(), SnapshotError> {
+    let mut stream = conn
+        .uid_fetch(FetchRequest {
+            uids,
+            items: FetchItems::Full(BodySection::Body),
+            changed_since: None,
+        })
+        .await?;
+    while let Some(m) = stream.next().await? {
+        progress.check_stop()?;
+        let Some(body) = m.body.as_deref() else {
+            // A message expunged while we fetch answers without a body; it is
+            // not part of this point.
+            continue;
+        };
+        let (blob, _) = writer.put(body)?;
+        let internal_date = m
+            .internal_date
+            .map(|d| d.to_imap_string())
+            .unwrap_or_default();
+        let mut entry = MessageEntry {
+            uid: m.uid.get(),
+            blob,
+            size: body.len() as u64,
+            flags: Vec::new(),
+            keywords: Vec::new(),
+            internal_date,
+        };
+        set_flags(&mut entry, &m.flags);
+        progress.downloaded(entry.size);
+        out.push(entry);
+    }
+    Ok(())
+}
+
+/// Splits flags into system flags and keywords, sorted (so manifests are
+/// deterministic); `\Recent` is never kept.
+fn set_flags(e: &mut MessageEntry, flags: &[Flag]) {
+    let mut system = Vec::new();
+    let mut keywords = Vec::new();
+    for f in flags {
+        let s = f.as_str();
+        if f.is_recent() {
+            continue;
+        }
+        if s.starts_with('\\') {
+            system.push(s.to_string());
+        } else {
+            keywords.push(s.to_string());
+        }
+    }
+    system.sort();
+    system.dedup();
+    keywords.sort();
+    keywords.dedup();
+    e.flags = system;
+    e.keywords = keywords;
+}
+
+/// Sorted UIDs to ranges.
+fn ranges(mut uids: Vec<u32>) -> Vec<UidRange> {
+    uids.sort_unstable();
+    uids.dedup();
+    let mut out: Vec<UidRange> = Vec::new();
+    let mut run: Option<(u32, u32)> = None;
+    for u in uids {
+        run = match run {
+            Some((a, b)) if u == b + 1 => Some((a, u)),
+            Some((a, b)) => {
+                push_range(&mut out, a, b);
+                Some((u, u))
+            }
+            None => Some((u, u)),
+        };
+    }
+    if let Some((a, b)) = run {
+        push_range(&mut out, a, b);
+    }
+    out
+}
+
+fn push_range(out: &mut Vec<UidRange>, a: u32, b: u32) {
+    if let (Some(a), Some(b)) = (Uid::new(a), Uid::new(b)) {
+        out.push(if a == b {
+            UidRange::single(a)
+        } else {
+            UidRange::new(a, b)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_runs_become_ranges() {
+        let r = ranges(vec![5, 1, 2, 3, 9, 10, 3]);
+        let shown: Vec<(u32, Option<u32>)> = r
+            .iter()
+            .map(|r| (r.first.get(), r.last.map(Uid::get)))
+            .collect();
+        assert_eq!(shown, vec![(1, Some(3)), (5, Some(5)), (9, Some(10))]);
+        assert!(ranges(vec![]).is_empty());
+    }
+
+    #[test]
+    fn flags_split_sorted_without_recent() {
+        let mut e = MessageEntry {
+            uid: 1,
+            blob: crate::store::BlobId::of(b""),
+            size: 0,
+            flags: vec![],
+            keywords: vec![],
+            internal_date: String::new(),
+        };
+        let flags: Vec<Flag> = ["\\Seen", "zeta", "$Label1", "\\Answered"]
+            .iter()
+            .map(|f| Flag::new(*f).unwrap())
+            .collect();
+        set_flags(&mut e, &flags);
+        assert_eq!(e.flags, vec!["\\Answered", "\\Seen"]);
+        assert_eq!(e.keywords, vec!["$Label1", "zeta"]);
+    }
+}

@@ -1,0 +1,377 @@
+//! The snapshot engine: takes a restore point of one user.
+//!
+//! It lists every folder over IMAP (subscribed or not, special-use and empty
+//! ones included), snapshots them in parallel over a small pool of master
+//! connections (see [`imap`]), and commits the generation:
+//! blobs durable → manifests (blobs too) durable → index commit → success.
+//! A snapshot that dies half-way leaves no restore point; the blobs it made
+//! durable are reused by the next run.
+
+pub mod imap;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::jobs::JobError;
+use crate::manifest::{
+    self, FolderManifest, FolderRef, Generation, GenerationId, MANIFEST_FORMAT, MailCounts,
+    Namespace, RootManifest,
+};
+use crate::net::imap::{Endpoint, ImapConnection};
+use crate::protocol::imap::{ImapError, MailboxEntry};
+use crate::store::{BlobId, BlobKind, Store, StoreError};
+
+/// Why a snapshot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The IMAP server failed or refused.
+    #[error(transparent)]
+    Imap(#[from] ImapError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    /// A previous manifest could not be read.
+    #[error("manifest {blob} cannot be read: {why}")]
+    Manifest {
+        /// The blob.
+        blob: BlobId,
+        /// What is wrong.
+        why: String,
+    },
+    /// Stopped on request.
+    #[error("the snapshot was stopped")]
+    Stopped,
+}
+
+impl SnapshotError {
+    /// The job error: a stable code and a sentence.
+    pub fn to_job_error(&self) -> JobError {
+        match self {
+            SnapshotError::Imap(e) => imap_job_error(e),
+            SnapshotError::Store(e) if e.is_disk_full() => {
+                JobError::new("disk_full", e.to_string())
+            }
+            SnapshotError::Stopped => JobError::new("cancelled", self.to_string()),
+            other => JobError::new("store_error", other.to_string()),
+        }
+    }
+}
+
+/// True when a master login failed because the user does not exist: Dovecot
+/// then answers `NO [UNAVAILABLE]` (the master's password was right, the
+/// user's lookup failed), where a wrong master password gets
+/// `[AUTHENTICATIONFAILED]`.
+pub fn is_unknown_user(e: &ImapError) -> bool {
+    matches!(
+        e,
+        ImapError::AuthenticationFailed {
+            code: Some(crate::protocol::imap::ResponseCode::Unavailable),
+            ..
+        }
+    )
+}
+
+/// Maps an IMAP error to a job error code (shared by snapshot and restore).
+pub fn imap_job_error(e: &ImapError) -> JobError {
+    use crate::protocol::imap::ResponseCode;
+    let code = match e {
+        _ if is_unknown_user(e) => "unknown_user",
+        ImapError::AuthenticationFailed { .. } => "login_failed",
+        ImapError::InvalidUserName { .. } => "invalid_user",
+        ImapError::Resolve { .. }
+        | ImapError::NoAddress { .. }
+        | ImapError::Connect { .. }
+        | ImapError::ConnectTimeout { .. }
+        | ImapError::GreetingBye { .. } => "server_down",
+        ImapError::Certificate { .. } | ImapError::TlsHandshake { .. } => "tls_error",
+        _ => match e.response_code() {
+            Some(ResponseCode::OverQuota) => "over_quota",
+            Some(ResponseCode::Limit) => "server_limit",
+            Some(ResponseCode::TooBig) => "message_too_big",
+            Some(ResponseCode::TryCreate) | Some(ResponseCode::NonExistent) => "folder_missing",
+            _ if e.is_transient() => "connection_lost",
+            _ => "imap_error",
+        },
+    };
+    JobError::new(code, e.to_string())
+}
+
+/// Counters shared by the workers of one snapshot, and the stop signal.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Messages whose bytes were downloaded.
+    pub downloaded: AtomicU64,
+    /// Bytes downloaded.
+    pub bytes: AtomicU64,
+    /// Messages carried over from the previous point without download.
+    pub carried: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl Progress {
+    /// Counters that stop when `stop` fires.
+    pub fn new(stop: CancellationToken) -> Progress {
+        Progress {
+            stop,
+            ..Progress::default()
+        }
+    }
+
+    fn downloaded(&self, bytes: u64) {
+        self.downloaded.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn skipped(&self, n: u64) {
+        self.carried.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn check_stop(&self) -> Result<(), SnapshotError> {
+        if self.stop.is_cancelled() {
+            Err(SnapshotError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What a finished snapshot reports.
+#[derive(Debug, Clone)]
+pub struct SnapshotOutcome {
+    /// The new restore point.
+    pub generation: Generation,
+    /// Messages downloaded.
+    pub downloaded: u64,
+    /// Bytes downloaded.
+    pub bytes_downloaded: u64,
+    /// New blobs written.
+    pub new_blobs: u64,
+}
+
+/// Takes restore points.
+#[derive(Clone)]
+pub struct Snapshotter {
+    store: Store,
+    endpoint: Endpoint,
+    connections: usize,
+}
+
+impl Snapshotter {
+    /// A snapshotter writing into `store`, reading from `endpoint` over at
+    /// most `connections` connections per user.
+    pub fn new(store: Store, endpoint: Endpoint, connections: usize) -> Self {
+        Snapshotter {
+            store,
+            endpoint,
+            connections: connections.max(1),
+        }
+    }
+
+    /// Takes a restore point of `user`.
+    pub async fn snapshot(
+        &self,
+        user: &str,
+        progress: &Progress,
+    ) -> Result<SnapshotOutcome, SnapshotError> {
+        let taken_at = Timestamp::now();
+        let mut first = ImapConnection::open(&self.endpoint, user).await?;
+        let namespace = first.namespace().await?;
+        let personal = namespace.personal.first();
+        let namespace = Namespace {
+            prefix: personal
+                .map(|n| n.prefix.as_str().to_string())
+                .unwrap_or_default(),
+            separator: personal.and_then(|n| n.delimiter),
+        };
+        let entries = first.list_mailboxes().await?;
+        debug!(user, folders = entries.len(), "listed folders");
+
+        let previous = self.previous_folders(user)?;
+        let work: VecDeque<(usize, MailboxEntry)> = entries.into_iter().enumerate().collect();
+        let work = Arc::new(Mutex::new(work));
+        let results: Arc<Mutex<Vec<(usize, FolderManifest)>>> = Arc::default();
+        let workers = self.connections.min(work_len(&work)).max(1);
+
+        let mut writers = Vec::new();
+        let mut tasks = Vec::new();
+        let mut conns = vec![Some(first)];
+        conns.resize_with(workers, || None);
+        for conn in conns {
+            let writer = self.store.writer();
+            tasks.push(self.worker(
+                user,
+                conn,
+                work.clone(),
+                results.clone(),
+                &previous,
+                writer,
+                progress,
+            ));
+        }
+        for r in futures_util::future::join_all(tasks).await {
+            writers.push(r?);
+        }
+
+        let mut folders = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
+        folders.sort_by_key(|(i, _)| *i);
+        let mut writer = self.store.writer();
+        let mut refs = Vec::new();
+        let mut mail = MailCounts::default();
+        for (_, f) in &folders {
+            let (id, _) = writer.put_kind(&manifest::encode(f), BlobKind::Manifest)?;
+            refs.push(FolderRef {
+                name: f.name.clone(),
+                manifest: id,
+            });
+            mail.folders += 1;
+            mail.messages += f.messages;
+            mail.bytes += f.bytes;
+        }
+        let id = self.new_generation_id(user, taken_at)?;
+        let root = RootManifest {
+            format: MANIFEST_FORMAT,
+            id,
+            user: user.to_string(),
+            taken_at,
+            namespace,
+            mail,
+            calendars: Default::default(),
+            contacts: Default::default(),
+            folders: refs,
+            collections: Vec::new(),
+        };
+        let (root_id, _) = writer.put_kind(&manifest::encode(&root), BlobKind::Root)?;
+        // Durable blobs first (every worker's packs, then the manifests'),
+        // then the index commit that makes the point visible.
+        let mut new_blobs = writer.blobs_written();
+        let mut locations = Vec::new();
+        for mut w in writers {
+            locations.extend(w.finish_pack()?);
+            new_blobs += w.blobs_written();
+        }
+        locations.extend(writer.finish_pack()?);
+        let generation = root.generation(root_id);
+        self.store
+            .index()
+            .commit_generation(&locations, &generation)?;
+        info!(
+            user,
+            generation = %generation.id,
+            folders = mail.folders,
+            messages = mail.messages,
+            downloaded = progress.downloaded.load(Ordering::Relaxed),
+            "restore point taken"
+        );
+        Ok(SnapshotOutcome {
+            generation,
+            downloaded: progress.downloaded.load(Ordering::Relaxed),
+            bytes_downloaded: progress.bytes.load(Ordering::Relaxed),
+            new_blobs,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn worker(
+        &self,
+        user: &str,
+        conn: Option<ImapConnection>,
+        work: Arc<Mutex<VecDeque<(usize, MailboxEntry)>>>,
+        results: Arc<Mutex<Vec<(usize, FolderManifest)>>>,
+        previous: &HashMap<String, FolderManifest>,
+        mut writer: crate::store::BlobWriter,
+        progress: &Progress,
+    ) -> Result<crate::store::BlobWriter, SnapshotError> {
+        let mut conn = match conn {
+            Some(c) => c,
+            None => {
+                if work_len(&work) == 0 {
+                    return Ok(writer);
+                }
+                ImapConnection::open(&self.endpoint, user).await?
+            }
+        };
+        loop {
+            progress.check_stop()?;
+            let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let Some((i, entry)) = next else { break };
+            let prev = previous.get(entry.name.as_str());
+            let folder =
+                imap::snapshot_folder(&mut conn, &entry, prev, &self.store, &mut writer, progress)
+                    .await?;
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((i, folder));
+        }
+        let _ = conn.logout().await;
+        Ok(writer)
+    }
+
+    /// The folder manifests of the user's newest point, by name.
+    fn previous_folders(
+        &self,
+        user: &str,
+    ) -> Result<HashMap<String, FolderManifest>, SnapshotError> {
+        let Some(last) = self.store.index().generations(user)?.pop() else {
+            return Ok(HashMap::new());
+        };
+        let root: RootManifest = read_manifest(&self.store, &last.root)?;
+        let mut out = HashMap::new();
+        for f in root.folders {
+            let m: FolderManifest = read_manifest(&self.store, &f.manifest)?;
+            out.insert(m.name.clone(), m);
+        }
+        Ok(out)
+    }
+
+    fn new_generation_id(&self, user: &str, t: Timestamp) -> Result<GenerationId, SnapshotError> {
+        let index = self.store.index();
+        let mut n = 1;
+        loop {
+            let id = GenerationId::new(t, n);
+            if index.generation(user, &id)?.is_none() {
+                return Ok(id);
+            }
+            n += 1;
+        }
+    }
+}
+
+fn work_len(work: &Mutex<VecDeque<(usize, MailboxEntry)>>) -> usize {
+    work.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// Reads and decodes a manifest blob.
+pub fn read_manifest<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    id: &BlobId,
+) -> Result<T, SnapshotError> {
+    manifest::decode(&store.get(id)?).map_err(|e| SnapshotError::Manifest {
+        blob: *id,
+        why: e.to_string(),
+    })
+}
+
+/// Every message entry of a folder manifest, in UID order.
+pub fn folder_messages(
+    store: &Store,
+    folder: &FolderManifest,
+) -> Result<Vec<crate::manifest::MessageEntry>, SnapshotError> {
+    let mut out = Vec::with_capacity(folder.messages as usize);
+    for g in &folder.groups {
+        let group: crate::manifest::ChunkGroup = read_manifest(store, g)?;
+        for c in &group.chunks {
+            let chunk: crate::manifest::MessageChunk = read_manifest(store, c)?;
+            out.extend(chunk.messages);
+        }
+    }
+    Ok(out)
+}
