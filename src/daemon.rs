@@ -15,8 +15,9 @@ use tracing::{info, warn};
 use crate::api::server::{self, ApiState, UserCheck};
 use crate::config::Config;
 use crate::index::Index;
-use crate::jobs::runners::SnapshotRunner;
+use crate::jobs::runners::{RestoreRunner, SnapshotRunner};
 use crate::jobs::{JobKind, Queue, Runner};
+use crate::restore::Restorer;
 
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
@@ -70,6 +71,14 @@ impl Daemon {
             Snapshotter::new(store.clone(), endpoint.clone(), config.imap.connections);
         let mut runners: HashMap<JobKind, Arc<dyn Runner>> = HashMap::new();
         runners.insert(JobKind::Snapshot, SnapshotRunner::new(snapshotter));
+        let restorer = Restorer::new(
+            store.clone(),
+            endpoint.clone(),
+            config.imap.connections,
+            config.restore.folder_template.clone(),
+            config.timezone.clone(),
+        );
+        runners.insert(JobKind::Restore, RestoreRunner::new(restorer));
         let limits = HashMap::from([
             (JobKind::Snapshot, config.schedule.concurrency),
             (JobKind::Restore, 2),

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod net;
 pub mod points;
 pub mod protocol;
+pub mod restore;
 pub mod sandbox;
 pub mod schedule;
 pub mod secret;

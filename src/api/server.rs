@@ -28,7 +28,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::wire::{
     BackendHealth, ErrorBody, ErrorDetail, Health, JobCounts, JobList, JobView, PointList,
-    PointView, SnapshotRequest,
+    PointView, RestoreRequest, SnapshotRequest,
 };
 use crate::config::Config;
 use crate::index::Index;
@@ -115,6 +115,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/users/{user}/points", get(list_points))
         .route("/v1/snapshots", axum::routing::post(post_snapshots))
+        .route("/v1/restores", axum::routing::post(post_restores))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -416,6 +417,61 @@ async fn post_snapshots(
             jobs: jobs.iter().map(JobView::from).collect(),
         }),
     ))
+}
+
+async fn post_restores(
+    State(st): State<Arc<ApiState>>,
+    body: axum::body::Body,
+) -> ApiResult<(StatusCode, axum::Json<JobView>)> {
+    let req: RestoreRequest = read_json(&st, body).await?;
+    check_user_name(&st, &req.user)?;
+    let scope = match req.scope.as_deref() {
+        None => crate::jobs::Scope::All,
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_scope", e))?,
+    };
+    if let Some(r) = req
+        .requested_by
+        .as_ref()
+        .filter(|r| !crate::config::looks_like_address(r))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_requested_by",
+            format!("requested_by must be a mail address, not {r:?}"),
+        ));
+    }
+    let gens = st
+        .index
+        .generations(&req.user)
+        .map_err(ApiError::internal)?;
+    if gens.is_empty() {
+        ensure_user_exists(&st, &req.user).await?;
+    }
+    let point = req
+        .point
+        .parse::<crate::manifest::GenerationId>()
+        .ok()
+        .filter(|id| gens.iter().any(|g| &g.id == id))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "point_not_found",
+                format!("{} has no restore point {:?}", req.user, req.point),
+            )
+        })?;
+    let job = st
+        .queue
+        .submit(JobRequest {
+            kind: JobKind::Restore,
+            user: req.user,
+            point: Some(point.to_string()),
+            scope: Some(scope),
+            requested_by: req.requested_by,
+        })
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job))))
 }
 
 /// Queues a snapshot unless one for the user is already queued or running,

@@ -8,6 +8,7 @@
 
 mod offline;
 mod output;
+mod progress;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -68,6 +69,23 @@ pub enum Command {
         #[arg(long)]
         all: bool,
         /// Wait until the snapshots end; exit 1 if one failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Start a restore into a new dated folder; `--wait` follows it.
+    Restore {
+        /// The mailbox.
+        user: String,
+        /// The restore point id (see `points`).
+        #[arg(long)]
+        point: String,
+        /// all: every folder, calendar and address book; inbox: the INBOX only.
+        #[arg(long, default_value = "all", value_parser = ["all", "inbox"])]
+        scope: String,
+        /// Who asked (gets the notification mail).
+        #[arg(long, value_name = "EMAIL")]
+        requested_by: Option<String>,
+        /// Follow the restore with a progress bar; exit 1 if it fails.
         #[arg(long)]
         wait: bool,
     },
@@ -233,6 +251,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Restore {
+            user,
+            point,
+            scope,
+            requested_by,
+            wait,
+        } => {
+            let api = client(&cli)?;
+            let mut body = serde_json::json!({"user": user, "point": point, "scope": scope});
+            if let Some(r) = requested_by {
+                body["requested_by"] = serde_json::json!(r);
+            }
+            let job = api.post("/v1/restores", &body).await?;
+            let job = if *wait {
+                progress::follow(&api, job, json).await?
+            } else {
+                job
+            };
+            output::job(&job, json);
+            Ok(job_exit_code(&job))
         }
         Command::Verify { read_data, repair } => {
             let config = load_config(&cli, Secrets::Skip)?;

@@ -54,6 +54,7 @@ pub const FORMAT_VERSION: u32 = 1;
 const JOBS: &str = "jobs";
 const BLOBS: &str = "blobs";
 const GENERATIONS: &str = "generations";
+const JOURNAL: &str = "journal";
 
 /// A handle on the index. Cheap to clone.
 #[derive(Clone)]
@@ -62,6 +63,7 @@ pub struct Index {
     jobs: sled::Tree,
     blobs: sled::Tree,
     generations: sled::Tree,
+    journal: sled::Tree,
 }
 
 impl Index {
@@ -87,11 +89,13 @@ impl Index {
         let jobs = db.open_tree(JOBS)?;
         let blobs = db.open_tree(BLOBS)?;
         let generations = db.open_tree(GENERATIONS)?;
+        let journal = db.open_tree(JOURNAL)?;
         Ok(Index {
             db,
             jobs,
             blobs,
             generations,
+            journal,
         })
     }
 
@@ -129,12 +133,43 @@ impl Index {
             .collect()
     }
 
+    /// Writes a job's journal record durably (restores: the plan, each
+    /// folder's progress).
+    pub fn put_journal<T: serde::Serialize>(
+        &self,
+        job: JobId,
+        key: &str,
+        value: &T,
+    ) -> Result<(), IndexError> {
+        // Journal records are plain structs: always serialisable.
+        let bytes = serde_json::to_vec(value).expect("journal records serialise");
+        self.journal.insert(journal_key(job, key), bytes)?;
+        self.journal.flush()?;
+        Ok(())
+    }
+
+    /// Reads a job's journal record.
+    pub fn journal<T: serde::de::DeserializeOwned>(
+        &self,
+        job: JobId,
+        key: &str,
+    ) -> Result<Option<T>, IndexError> {
+        self.journal
+            .get(journal_key(job, key))?
+            .map(|v| decode(JOURNAL, key, &v))
+            .transpose()
+    }
+
     /// Removes finished jobs that ended before `cutoff`; returns how many.
     pub fn forget_jobs_before(&self, cutoff: jiff::Timestamp) -> Result<usize, IndexError> {
         let mut n = 0;
         for job in self.jobs()? {
             if job.state.is_final() && job.finished_at.is_some_and(|t| t < cutoff) {
                 self.jobs.remove(job.id.0.to_be_bytes())?;
+                for kv in self.journal.scan_prefix(job.id.0.to_be_bytes()) {
+                    let (k, _) = kv?;
+                    self.journal.remove(k)?;
+                }
                 n += 1;
             }
         }
@@ -283,6 +318,14 @@ impl Index {
     pub fn size_on_disk(&self) -> Result<u64, IndexError> {
         Ok(self.db.size_on_disk()?)
     }
+}
+
+/// `job id (big-endian) \0 key`.
+fn journal_key(job: JobId, key: &str) -> Vec<u8> {
+    let mut k = job.0.to_be_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 /// `user \0 generation-id`: a user's generations sort together, by id (time).

@@ -7,7 +7,44 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{JobContext, JobError, RunResult, Runner};
+use crate::restore::Restorer;
 use crate::snapshot::{Progress, Snapshotter};
+
+/// Runs restore jobs.
+pub struct RestoreRunner {
+    restorer: Restorer,
+}
+
+impl RestoreRunner {
+    /// A runner over `restorer`.
+    pub fn new(restorer: Restorer) -> Arc<Self> {
+        Arc::new(RestoreRunner { restorer })
+    }
+}
+
+impl Runner for RestoreRunner {
+    fn run(&self, ctx: JobContext) -> Pin<Box<dyn Future<Output = RunResult> + Send>> {
+        let restorer = self.restorer.clone();
+        Box::pin(async move {
+            match restorer.run(&ctx).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let mut err = e.to_job_error();
+                    // Say what is there already: the panel and the mail
+                    // tell the user what was kept.
+                    let job = ctx.job();
+                    if let Some(folder) = &job.target.folder {
+                        err.message = format!(
+                            "{} ({} of {} messages restored so far, kept in {folder}; the restore can be resumed)",
+                            err.message, job.progress.messages.done, job.progress.messages.total
+                        );
+                    }
+                    Err(err)
+                }
+            }
+        })
+    }
+}
 
 /// Runs snapshot jobs.
 pub struct SnapshotRunner {

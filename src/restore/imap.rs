@@ -1,0 +1,306 @@
+//! The IMAP sink: creates and subscribes the planned folders and APPENDs a
+//! folder's messages in batches (MULTIAPPEND when offered), exactly once.
+//!
+//! Exactly once: before a batch is sent, the journal records the target's
+//! UIDNEXT and which messages the batch holds; after the server's OK it
+//! records them done. A batch found pending at resume is settled by asking the
+//! server (every message from that UIDNEXT on, compared by content hash with
+//! the batch) instead of guessing.
+
+use std::collections::BTreeSet;
+
+use tracing::{debug, warn};
+
+use crate::manifest::MessageEntry;
+use crate::net::imap::ImapConnection;
+use crate::protocol::imap::{
+    AppendMessage, BodySection, FetchItems, FetchRequest, Flag, ImapError, InternalDate,
+    MailboxName, ResponseCode, Uid, UidRange, UidSet,
+};
+use crate::store::{BlobId, Store};
+
+use super::{FolderJournal, Pending, RestoreError, Shared};
+
+/// Most messages in one APPEND command.
+const BATCH_MESSAGES: usize = 200;
+/// Most bytes in one APPEND command (a larger message goes alone).
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// Creates (if not yet) and subscribes a planned folder.
+pub async fn create_folder(conn: &mut ImapConnection, name: &str) -> Result<(), RestoreError> {
+    let mailbox = MailboxName::from_utf8(name)?;
+    match conn.create(&mailbox).await {
+        Ok(()) => {}
+        // Ours from before an interruption: the plan was saved before any
+        // CREATE, and its names were free then.
+        Err(e) if e.response_code() == Some(&ResponseCode::AlreadyExists) => {
+            debug!(folder = name, "folder already created");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    conn.subscribe(&mailbox).await?;
+    Ok(())
+}
+
+/// Restores one folder's messages into `target`, from where the journal
+/// says the previous attempt stopped.
+pub async fn restore_messages(
+    conn: &mut ImapConnection,
+    shared: &Shared<'_>,
+    index: usize,
+    target: &str,
+    entries: &[MessageEntry],
+    mut journal: FolderJournal,
+) -> Result<(), RestoreError> {
+    let mailbox = MailboxName::from_utf8(target)?;
+    if let Some(pending) = journal.pending.take() {
+        let landed = settle_pending(conn, &mailbox, &pending, entries).await?;
+        debug!(
+            folder = target,
+            landed,
+            of = pending.count,
+            "settled a pending batch"
+        );
+        journal.done = pending.start + landed;
+        shared.save(index, &journal)?;
+    }
+    shared.add_done(
+        entries[..journal.done as usize]
+            .iter()
+            .map(|e| e.size)
+            .sum(),
+        journal.done,
+    );
+    // SELECT (not EXAMINE: read-only answers PERMANENTFLAGS ()) our own new
+    // folder to learn which keywords it keeps.
+    let selected = conn.select(&mailbox).await?;
+    let keywords_ok = selected.can_create_keywords;
+    let allowed: BTreeSet<String> = selected
+        .permanent_flags
+        .iter()
+        .map(|f| f.as_str().to_ascii_lowercase())
+        .collect();
+    let caps_multi = conn.capabilities().multiappend();
+    let mut next = journal.done as usize;
+    // After a batch is refused for one of its messages (too big, over
+    // quota…), its messages go one by one, each journaled, so everything
+    // that fits lands and the culprit is known.
+    let mut single_until = 0;
+    while next < entries.len() {
+        shared.check_stop()?;
+        let batch = batch_end(entries, next, caps_multi && next >= single_until);
+        let slice = &entries[next..batch];
+        let bodies = load(shared.store, slice)?;
+        let flags: Vec<Vec<Flag>> = slice
+            .iter()
+            .map(|e| restorable_flags(e, keywords_ok, &allowed, shared, target))
+            .collect();
+        let status = conn.status(&mailbox).await?;
+        journal.pending = Some(Pending {
+            uid_validity: status.uid_validity.get(),
+            uid_next: status.uid_next.get(),
+            start: next as u64,
+            count: slice.len() as u64,
+        });
+        shared.save(index, &journal)?;
+        let messages: Vec<AppendMessage<'_>> = slice
+            .iter()
+            .zip(&bodies)
+            .zip(&flags)
+            .map(|((e, body), flags)| AppendMessage {
+                content: body,
+                flags,
+                internal_date: InternalDate::parse_imap(&e.internal_date),
+            })
+            .collect();
+        let sent = if messages.len() > 1 {
+            conn.multiappend(&mailbox, &messages).await.map(|_| ())
+        } else {
+            conn.append(&mailbox, messages[0]).await.map(|_| ())
+        };
+        match sent {
+            Ok(()) => {}
+            // MULTIAPPEND is all or nothing: nothing of this batch landed.
+            Err(e) if slice.len() > 1 && (is_per_message(&e) || is_over_quota(&e)) => {
+                debug!(folder = target, error = %e, "batch refused; sending its messages one by one");
+                journal.pending = None;
+                shared.save(index, &journal)?;
+                single_until = batch;
+                continue;
+            }
+            Err(e) if is_per_message(&e) => {
+                shared.warn(format!(
+                    "{target}: message (UID {} in the restore point, {} bytes) refused and skipped: {e}",
+                    slice[0].uid, slice[0].size
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        journal.done = batch as u64;
+        journal.pending = None;
+        shared.save(index, &journal)?;
+        shared.add_done(slice.iter().map(|e| e.size).sum(), slice.len() as u64);
+        next = batch;
+    }
+    Ok(())
+}
+
+/// The end of the batch starting at `start`.
+fn batch_end(entries: &[MessageEntry], start: usize, multiappend: bool) -> usize {
+    if !multiappend {
+        return start + 1;
+    }
+    let mut bytes = 0;
+    let mut end = start;
+    while end < entries.len() && end - start < BATCH_MESSAGES {
+        if end > start && bytes + entries[end].size > BATCH_BYTES {
+            break;
+        }
+        bytes += entries[end].size;
+        end += 1;
+    }
+    end
+}
+
+fn load(store: &Store, slice: &[MessageEntry]) -> Result<Vec<Vec<u8>>, RestoreError> {
+    slice.iter().map(|e| Ok(store.get(&e.blob)?)).collect()
+}
+
+fn is_over_quota(e: &ImapError) -> bool {
+    e.response_code() == Some(&ResponseCode::OverQuota)
+}
+
+/// Errors that concern one message, not the connection or the mailbox.
+fn is_per_message(e: &ImapError) -> bool {
+    matches!(
+        e,
+        ImapError::MessageHasNul | ImapError::LiteralTooLarge { .. }
+    ) || matches!(
+        e.response_code(),
+        Some(ResponseCode::TooBig) | Some(ResponseCode::Limit) | Some(ResponseCode::Parse)
+    )
+}
+
+/// The flags to set: all but `\Deleted` and `\Recent`; keywords only when
+/// the target folder can keep them (dropped with a warning otherwise).
+fn restorable_flags(
+    e: &MessageEntry,
+    keywords_ok: bool,
+    allowed: &BTreeSet<String>,
+    shared: &Shared<'_>,
+    target: &str,
+) -> Vec<Flag> {
+    let mut out = Vec::new();
+    for f in &e.flags {
+        if f.eq_ignore_ascii_case("\\Deleted") || f.eq_ignore_ascii_case("\\Recent") {
+            continue;
+        }
+        if let Ok(flag) = Flag::new(f.clone()) {
+            out.push(flag);
+        }
+    }
+    for k in &e.keywords {
+        if !keywords_ok && !allowed.contains(&k.to_ascii_lowercase()) {
+            shared.warn_once(format!(
+                "{target}: the server does not keep keyword {k}; dropped"
+            ));
+            continue;
+        }
+        match Flag::new(k.clone()) {
+            Ok(flag) => out.push(flag),
+            Err(_) => shared.warn_once(format!(
+                "{target}: keyword {k:?} is not valid IMAP; dropped"
+            )),
+        }
+    }
+    out
+}
+
+/// How many messages of a pending batch are in the target already, found
+/// by fetching every message from the recorded UIDNEXT on and comparing
+/// content hashes in order.
+async fn settle_pending(
+    conn: &mut ImapConnection,
+    mailbox: &MailboxName,
+    pending: &Pending,
+    entries: &[MessageEntry],
+) -> Result<u64, RestoreError> {
+    let selected = conn.examine(mailbox).await?;
+    if selected.uid_validity.get() != pending.uid_validity {
+        return Err(RestoreError::TargetChanged(format!(
+            "{} was re-created (UIDVALIDITY {} is now {})",
+            mailbox.as_str(),
+            pending.uid_validity,
+            selected.uid_validity.get()
+        )));
+    }
+    let Some(first) = Uid::new(pending.uid_next) else {
+        return Ok(0);
+    };
+    let mut stream = conn
+        .uid_fetch(FetchRequest {
+            uids: UidSet::new(vec![UidRange::from(first)]).unwrap_or_else(UidSet::all),
+            items: FetchItems::Full(BodySection::Body),
+            changed_since: None,
+        })
+        .await?;
+    let batch = &entries[pending.start as usize..(pending.start + pending.count) as usize];
+    // Messages land in batch order; one sent alone may have been refused
+    // and skipped, so a match may jump ahead. `landed` is the count of batch
+    // entries up to the last one found.
+    let mut landed = 0u64;
+    while let Some(m) = stream.next().await? {
+        // `n:*` also matches the highest UID when it is below n.
+        if m.uid.get() < pending.uid_next {
+            continue;
+        }
+        let hash = BlobId::of(m.body.as_deref().unwrap_or_default());
+        match batch[landed as usize..].iter().position(|e| e.blob == hash) {
+            Some(skip) => landed += skip as u64 + 1,
+            None => {
+                warn!(
+                    uid = m.uid.get(),
+                    "a message in the restore target is not the one expected"
+                );
+                return Err(RestoreError::TargetChanged(format!(
+                    "{} holds a message (UID {}) this restore did not send",
+                    mailbox.as_str(),
+                    m.uid.get()
+                )));
+            }
+        }
+    }
+    Ok(landed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(size: u64) -> MessageEntry {
+        MessageEntry {
+            uid: 1,
+            blob: BlobId::of(b""),
+            size,
+            flags: vec![],
+            keywords: vec![],
+            internal_date: String::new(),
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let small: Vec<_> = (0..450).map(|_| e(1000)).collect();
+        assert_eq!(batch_end(&small, 0, true), 200);
+        assert_eq!(batch_end(&small, 400, true), 450);
+        assert_eq!(batch_end(&small, 0, false), 1);
+        let big = vec![e(5 << 20), e(5 << 20), e(20 << 20), e(1)];
+        assert_eq!(batch_end(&big, 0, true), 1);
+        assert_eq!(batch_end(&big, 1, true), 2);
+        assert_eq!(
+            batch_end(&big, 2, true),
+            3,
+            "an oversized message goes alone"
+        );
+    }
+}
