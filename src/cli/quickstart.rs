@@ -2,7 +2,8 @@
 //!
 //! Real Dovecot, Radicale and Postfix on loopback ports in a temp dir, a demo
 //! mailbox for alice@example.org, and the daemon on its own socket, driven
-//! through the API exactly as the panel would. Everything stops and is
+//! through the API exactly as the panel would: a restore point, an
+//! accidental deletion, a restore, and what came back. Everything stops and is
 //! removed at the end (or at Ctrl-C with `--keep`).
 
 use std::process::ExitCode;
@@ -68,8 +69,41 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
     let api = ApiClient::new(&files.socket);
     let health = api.get("/v1/health").await?;
     super::output::health(&health, false);
-    step("GET /v1/jobs");
-    super::output::jobs(&api.get("/v1/jobs").await?, false);
+
+    step(&format!("Taking a restore point of {USER}: POST /v1/snapshots"));
+    let r = api.post("/v1/snapshots", &serde_json::json!({"user": USER})).await?;
+    let job = super::progress::follow(&api, r["jobs"][0].clone(), false).await?;
+    if job["state"] != "succeeded" {
+        return Err(Failure::failed(format!("the snapshot failed: {}", job["error"])));
+    }
+    let point = job["point"].as_str().unwrap_or_default().to_string();
+    step(&format!("GET /v1/users/{USER}/points"));
+    super::output::points(&api.get(&format!("/v1/users/{USER}/points")).await?, false);
+
+    step("An accident: the user deletes the folder \"Projets/Été 2025\" and three INBOX messages");
+    imap.command_ok("DELETE \"Projets/&AMk-t&AOk- 2025\"")
+        .map_err(|e| Failure::failed(format!("DELETE: {e}")))?;
+    imap.select("INBOX").map_err(|e| Failure::failed(format!("SELECT: {e}")))?;
+    imap.command_ok("UID STORE 1:3 +FLAGS.SILENT (\\Deleted)")
+        .and_then(|_| imap.command_ok("EXPUNGE"))
+        .map_err(|e| Failure::failed(format!("EXPUNGE: {e}")))?;
+    print_mailbox(&mut imap)?;
+
+    step(&format!("The admin restores point {point}, all folders: POST /v1/restores"));
+    let body = serde_json::json!({"user": USER, "point": point, "scope": "all", "requested_by": "admin@example.org"});
+    let job = api.post("/v1/restores", &body).await?;
+    let job = super::progress::follow(&api, job, false).await?;
+    super::output::job(&job, false);
+    if job["state"] != "succeeded" {
+        return Err(Failure::failed(format!("the restore failed: {}", job["error"])));
+    }
+
+    step("What the user sees now over IMAP: the live folders, untouched, and the restored tree beside them (subscribed)");
+    print_mailbox(&mut imap)?;
+    let subscribed = imap.lsub().map_err(|e| Failure::failed(format!("LSUB: {e}")))?;
+    let target = job["target"]["folder"].as_str().unwrap_or_default();
+    let n = subscribed.iter().filter(|m| m.name.starts_with(target)).count();
+    println!("   {n} restored folders are subscribed under {target}");
 
     if keep {
         step("The sandbox stays up until Ctrl-C. Try, in another shell:");
@@ -110,7 +144,7 @@ fn print_mailbox(imap: &mut crate::sandbox::raw_imap::RawImap) -> Result<(), Fai
         let count = imap
             .message_count(&f.name)
             .map_err(|e| Failure::failed(format!("STATUS {}: {e}", f.name)))?;
-        println!("   {:<24} {count:>3} messages", f.name);
+        println!("   {:<44} {count:>3} messages", f.name);
     }
     Ok(())
 }
