@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::api::server::{self, ApiState, UserCheck};
 use crate::config::Config;
 use crate::index::Index;
-use crate::jobs::runners::{RestoreRunner, SnapshotRunner};
+use crate::jobs::runners::{Notifier, RestoreRunner, SnapshotRunner};
 use crate::jobs::{JobKind, Queue, Runner};
 use crate::restore::Restorer;
 
@@ -78,7 +78,13 @@ impl Daemon {
             config.restore.folder_template.clone(),
             config.timezone.clone(),
         );
-        runners.insert(JobKind::Restore, RestoreRunner::new(restorer));
+        let notifier = Notifier {
+            smtp: config.smtp.clone(),
+            notify: config.notify.clone(),
+            timezone: config.timezone.clone(),
+            index: index.clone(),
+        };
+        runners.insert(JobKind::Restore, RestoreRunner::new(restorer, notifier));
         let limits = HashMap::from([
             (JobKind::Snapshot, config.schedule.concurrency),
             (JobKind::Restore, 2),

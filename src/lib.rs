@@ -11,6 +11,7 @@ pub mod index;
 pub mod jobs;
 pub mod manifest;
 pub mod net;
+pub mod notify;
 pub mod points;
 pub mod protocol;
 pub mod restore;

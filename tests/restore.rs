@@ -389,3 +389,78 @@ async fn over_quota_fails_with_a_clear_code_and_keeps_what_was_restored() {
         "the count reported is what is there"
     );
 }
+
+/// The notification mails in `user`'s INBOX (from restore@example.org).
+fn notifications(d: &Dovecot, user: &str, count: u32) -> Vec<String> {
+    let mut imap = d.login_master(user).unwrap();
+    let msgs = imap
+        .wait_for_messages("INBOX", count, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("no notification for {user}: {e}"));
+    imap.logout().unwrap();
+    msgs.into_iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .filter(|t| t.contains("From: restore@example.org"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_happened() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        postfix: true,
+        quota: Some("1M".into()),
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    mailrestore::sandbox::demo::seed(&mut imap, d.separator).unwrap();
+    imap.logout().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "\n[notify]\nlanguage = \"fr\"\n").unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot(&api, ALICE).await;
+    let job = restore(&api, ALICE, &point, "all").await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let folder = job["target"]["folder"].as_str().unwrap();
+    let admin = notifications(d, "admin@example.org", 1);
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    // Alice's INBOX: her 5 demo messages and the notification.
+    let alice = notifications(d, ALICE, 6);
+    assert_eq!(alice.len(), 1, "alice's copy arrives in her INBOX");
+    let mail = &admin[0];
+    assert!(
+        mail.contains("To: alice@example.org, admin@example.org"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains(folder),
+        "the folder name is in the mail: {mail}"
+    );
+    assert!(
+        mail.contains("Subject: =?utf-8?") || mail.contains("Subject: Restauration"),
+        "{mail}"
+    );
+
+    // A failing restore: over quota. The admin's mail says why.
+    let mut imap = d.login_master(ALICE).unwrap();
+    for i in 0..40u32 {
+        imap.append(
+            "INBOX",
+            &[],
+            None,
+            format!("Subject: fill {i}\r\n\r\n{}\r\n", "z".repeat(20_000)).as_bytes(),
+        )
+        .unwrap();
+    }
+    imap.logout().unwrap();
+    let point = snapshot(&api, ALICE).await;
+    let job = restore(&api, ALICE, &point, "inbox").await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let admin = notifications(d, "admin@example.org", 2);
+    let failed = admin
+        .iter()
+        .find(|m| m.contains("over_quota"))
+        .unwrap_or_else(|| panic!("{admin:?}"));
+    assert!(failed.contains("Cause"), "{failed}");
+}

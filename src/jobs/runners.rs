@@ -7,26 +7,45 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{JobContext, JobError, RunResult, Runner};
+use crate::config::{NotifyConfig, SmtpConfig};
+use crate::index::Index;
+use crate::notify::{self, Outcome, RestoreReport};
 use crate::restore::Restorer;
 use crate::snapshot::{Progress, Snapshotter};
 
-/// Runs restore jobs.
+/// Where and how restore notifications go.
+#[derive(Clone)]
+pub struct Notifier {
+    /// The relay; `None`: no notification.
+    pub smtp: Option<SmtpConfig>,
+    /// Language and extra recipients.
+    pub notify: NotifyConfig,
+    /// For dates in the mail.
+    pub timezone: jiff::tz::TimeZone,
+    /// To find the point's date.
+    pub index: Index,
+}
+
+/// Runs restore jobs, and mails the notification when one ends.
 pub struct RestoreRunner {
     restorer: Restorer,
+    notifier: Notifier,
 }
 
 impl RestoreRunner {
     /// A runner over `restorer`.
-    pub fn new(restorer: Restorer) -> Arc<Self> {
-        Arc::new(RestoreRunner { restorer })
+    pub fn new(restorer: Restorer, notifier: Notifier) -> Arc<Self> {
+        Arc::new(RestoreRunner { restorer, notifier })
     }
 }
 
 impl Runner for RestoreRunner {
     fn run(&self, ctx: JobContext) -> Pin<Box<dyn Future<Output = RunResult> + Send>> {
         let restorer = self.restorer.clone();
+        let notifier = self.notifier.clone();
         Box::pin(async move {
-            match restorer.run(&ctx).await {
+            let started = std::time::Instant::now();
+            let result = match restorer.run(&ctx).await {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let mut err = e.to_job_error();
@@ -41,8 +60,75 @@ impl Runner for RestoreRunner {
                     }
                     Err(err)
                 }
+            };
+            let job = ctx.job();
+            // Interrupted by a daemon stop (not a cancel): it resumes, and
+            // the mail goes when it really ends.
+            let interrupted = ctx.should_stop() && !job.cancel_requested;
+            if !interrupted {
+                let outcome = match &result {
+                    Ok(()) => Outcome::Succeeded,
+                    Err(_) if job.cancel_requested => Outcome::Cancelled,
+                    Err(e) => Outcome::Failed {
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                    },
+                };
+                notifier.notify(&ctx, outcome, started.elapsed()).await;
             }
+            result
         })
+    }
+}
+
+impl Notifier {
+    async fn notify(&self, ctx: &JobContext, outcome: Outcome, duration: Duration) {
+        let Some(smtp) = &self.smtp else { return };
+        let job = ctx.job();
+        let taken_at = job
+            .point
+            .as_deref()
+            .and_then(|p| p.parse::<crate::manifest::GenerationId>().ok())
+            .and_then(|id| self.index.generation(&job.user, &id).ok().flatten())
+            .map(|g| g.taken_at);
+        let report = RestoreReport {
+            user: job.user.clone(),
+            requested_by: job.requested_by.clone(),
+            point: job.point.clone().unwrap_or_default(),
+            point_taken_at: taken_at,
+            scope: match job.scope {
+                Some(crate::jobs::Scope::Inbox) => "inbox".into(),
+                _ => "all".into(),
+            },
+            folder: job.target.folder.clone(),
+            calendars: job.target.calendars.clone(),
+            addressbooks: job.target.addressbooks.clone(),
+            messages: job.progress.messages.done,
+            messages_total: job.progress.messages.total,
+            bytes: job.progress.bytes.done,
+            items: job.progress.items.done,
+            duration,
+            outcome,
+            warnings: job.warnings.clone(),
+        };
+        let sent = match notify::build(
+            &report,
+            &smtp.from,
+            &self.notify.admin_addresses,
+            self.notify.language,
+            &self.timezone,
+            jiff::Timestamp::now(),
+        ) {
+            Ok(message) => notify::send(smtp, message).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => tracing::info!("notification sent"),
+            Err(e) => {
+                tracing::warn!(error = %e, "notification not sent");
+                let _ = ctx.update(|j| j.warnings.push(format!("notification not sent: {e}")));
+            }
+        }
     }
 }
 
