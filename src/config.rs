@@ -171,6 +171,11 @@ pub struct ScheduleConfig {
     pub users_command: Option<String>,
     /// Snapshots running at once.
     pub concurrency: usize,
+    /// How long a round takes to queue every user's snapshot (default: half
+    /// the interval), so they do not all start at once.
+    pub spread: Duration,
+    /// Delay of the first round after start.
+    pub first_round_after: Duration,
 }
 
 /// `[retention]`: keep the newest point in each of the last N periods.
@@ -486,11 +491,21 @@ fn parse_schedule(s: &mut Section) -> Option<ScheduleConfig> {
         );
     }
     let concurrency = s.integer("concurrency", 1, 64).unwrap_or(2) as usize;
+    let default_spread = interval.map_or(Duration::from_secs(1800), |i| i / 2);
+    let spread = s.duration("spread").unwrap_or(default_spread);
+    if interval.is_some_and(|i| spread > i) {
+        s.problem("spread", "must not be longer than the interval");
+    }
+    let first_round_after = s.duration("first_round_after").unwrap_or_else(|| {
+        interval.map_or(Duration::from_secs(60), |i| i.min(Duration::from_secs(60)))
+    });
     Some(ScheduleConfig {
         interval,
         users,
         users_command,
         concurrency,
+        spread,
+        first_round_after,
     })
 }
 

@@ -18,6 +18,7 @@ use crate::index::Index;
 use crate::jobs::runners::{Notifier, RestoreRunner, SnapshotRunner};
 use crate::jobs::{JobKind, Queue, Runner};
 use crate::restore::Restorer;
+use crate::scheduler::Scheduler;
 
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
@@ -47,6 +48,7 @@ pub struct Daemon {
     _state: StateDir,
     queue: Queue,
     index: Index,
+    store: Store,
     listener: tokio::net::UnixListener,
 }
 
@@ -100,13 +102,17 @@ impl Daemon {
             _state: state,
             queue,
             index,
+            store,
             listener,
         })
     }
 
     /// Serves until `shutdown` fires.
     pub async fn wait(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let scheduler = Scheduler::new(self.config.clone(), self.queue.clone(), self.store.clone());
+        let rounds = tokio::spawn(scheduler.clone().run(shutdown.clone()));
         let api_state = Arc::new(ApiState {
+            scheduler,
             config: self.config.clone(),
             queue: self.queue.clone(),
             index: self.index.clone(),
@@ -128,6 +134,7 @@ impl Daemon {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         info!("shutting down");
         let _ = api.await;
+        let _ = rounds.await;
         let _ = jobs.await;
         let _ = std::fs::remove_file(&self.config.api.socket);
         info!("stopped");

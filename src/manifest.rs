@@ -136,7 +136,8 @@ pub struct Namespace {
 /// A generation's root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootManifest {
-    /// [`MANIFEST_FORMAT`].
+    /// [`MANIFEST_FORMAT`]; a root of another format does not decode.
+    #[serde(deserialize_with = "known_format")]
     pub format: u32,
     /// Id.
     pub id: GenerationId,
@@ -157,6 +158,19 @@ pub struct RootManifest {
     /// DAV collection manifests.
     #[serde(default)]
     pub collections: Vec<BlobId>,
+}
+
+/// Refuses a manifest format this build does not know (FORMAT.md §1):
+/// guessing at a newer layout could restore the wrong thing.
+fn known_format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let format = u32::deserialize(d)?;
+    if format == MANIFEST_FORMAT {
+        Ok(format)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "manifest format {format} is not supported (this build reads format {MANIFEST_FORMAT})"
+        )))
+    }
 }
 
 impl RootManifest {
@@ -393,6 +407,38 @@ mod tests {
         fewer.remove(25_000);
         let c = ids(&chunk(fewer));
         assert!(b.iter().filter(|x| c.contains(x)).count() >= b.len() - 1);
+    }
+
+    #[test]
+    fn a_root_of_an_unknown_format_does_not_decode() {
+        let t = Timestamp::from_second(1_764_165_900).unwrap();
+        let root = RootManifest {
+            format: MANIFEST_FORMAT,
+            id: GenerationId::new(t, 1),
+            user: "alice@example.org".into(),
+            taken_at: t,
+            namespace: Namespace::default(),
+            mail: MailCounts::default(),
+            calendars: CollectionCounts::default(),
+            contacts: CollectionCounts::default(),
+            folders: vec![],
+            collections: vec![],
+        };
+        let bytes = encode(&root);
+        assert_eq!(decode::<RootManifest>(&bytes).unwrap(), root);
+        let newer = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"format\":1", "\"format\":2");
+        let err = decode::<RootManifest>(newer.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("format 2 is not supported"),
+            "{err}"
+        );
+        // Unknown fields are ignored; `collections` may be absent.
+        let older = String::from_utf8(encode(&root))
+            .unwrap()
+            .replace(",\"collections\":[]", ",\"later\":true");
+        assert_eq!(decode::<RootManifest>(older.as_bytes()).unwrap(), root);
     }
 
     #[test]

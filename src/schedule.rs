@@ -72,6 +72,8 @@ mod tests {
             users: users.iter().map(|s| s.to_string()).collect(),
             users_command: command.map(str::to_string),
             concurrency: 1,
+            spread: std::time::Duration::from_secs(1),
+            first_round_after: std::time::Duration::from_secs(1),
         }
     }
 

@@ -32,7 +32,7 @@ use super::wire::{
 };
 use crate::config::Config;
 use crate::index::Index;
-use crate::jobs::{CancelError, Job, JobFilter, JobId, JobKind, JobRequest, Queue};
+use crate::jobs::{CancelError, JobFilter, JobId, JobKind, JobRequest, Queue};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -49,6 +49,8 @@ pub struct ApiState {
     pub index: Index,
     /// Answers whether a user exists on the mail server.
     pub users: Arc<dyn UserCheck>,
+    /// Rounds and prune.
+    pub scheduler: crate::scheduler::Scheduler,
     /// When the daemon started.
     pub started: Instant,
 }
@@ -116,6 +118,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/users/{user}/points", get(list_points))
         .route("/v1/snapshots", axum::routing::post(post_snapshots))
         .route("/v1/restores", axum::routing::post(post_restores))
+        .route("/v1/prune", axum::routing::post(post_prune))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -409,7 +412,12 @@ async fn post_snapshots(
             warn!(user = %user, error = %e.message, "skipping a user name the schedule lists");
             continue;
         }
-        jobs.push(submit_snapshot(&st, user).map_err(ApiError::internal)?);
+        jobs.push(
+            st.queue
+                .submit_snapshot_once(&user)
+                .map_err(ApiError::internal)?
+                .0,
+        );
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -417,6 +425,29 @@ async fn post_snapshots(
             jobs: jobs.iter().map(JobView::from).collect(),
         }),
     ))
+}
+
+/// `POST /v1/prune {"dry_run": bool}` (an extension of the contract: the
+/// CLI's `prune` goes through the daemon when one holds the state directory).
+async fn post_prune(
+    State(st): State<Arc<ApiState>>,
+    body: axum::body::Body,
+) -> ApiResult<axum::Json<crate::prune::PruneReport>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PruneRequest {
+        #[serde(default)]
+        dry_run: bool,
+    }
+    let req: PruneRequest = read_json(&st, body).await?;
+    let report = st.scheduler.prune(req.dry_run).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "prune_failed",
+            e.to_string(),
+        )
+    })?;
+    Ok(axum::Json(report))
 }
 
 async fn post_restores(
@@ -472,26 +503,6 @@ async fn post_restores(
         })
         .map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job))))
-}
-
-/// Queues a snapshot unless one for the user is already queued or running,
-/// in which case that job is the answer.
-fn submit_snapshot(st: &ApiState, user: String) -> Result<Job, crate::index::IndexError> {
-    let active = st.queue.list(&JobFilter {
-        user: Some(user.clone()),
-        kind: Some(JobKind::Snapshot),
-        state: None,
-    })?;
-    if let Some(job) = active.into_iter().find(|j| !j.state.is_final()) {
-        return Ok(job);
-    }
-    st.queue.submit(JobRequest {
-        kind: JobKind::Snapshot,
-        user,
-        point: None,
-        scope: None,
-        requested_by: None,
-    })
 }
 
 /// Binds the socket: refuses when a live daemon already answers on it,

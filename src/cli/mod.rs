@@ -89,6 +89,13 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Apply the retention policy now and reclaim space (through the daemon
+    /// when it runs, else offline on the state directory).
+    Prune {
+        /// Show what would go and what space would come back; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the index and the store (offline: the daemon must not hold the state directory).
     Verify {
         /// Re-hash every blob of every pack.
@@ -272,6 +279,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             };
             output::job(&job, json);
             Ok(job_exit_code(&job))
+        }
+        Command::Prune { dry_run } => {
+            let api = client(&cli)?;
+            let report = match api
+                .post("/v1/prune", &serde_json::json!({"dry_run": dry_run}))
+                .await
+            {
+                Ok(v) => v,
+                Err(ClientError::Unreachable { .. }) => {
+                    let config = load_config(&cli, Secrets::Skip)?;
+                    offline::prune(&config, *dry_run)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            output::prune(&report, json);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Verify { read_data, repair } => {
             let config = load_config(&cli, Secrets::Skip)?;

@@ -82,3 +82,18 @@ pub fn verify(
         ExitCode::from(EXIT_FAILED)
     })
 }
+
+/// `mailrestore prune [--dry-run]` with no daemon running.
+pub fn prune(config: &Config, dry_run: bool) -> Result<serde_json::Value, Failure> {
+    let (_state, store) = open(config)?;
+    let report = crate::prune::prune(
+        &store,
+        &config.retention,
+        &config.timezone,
+        jiff::Timestamp::now(),
+        &Default::default(),
+        dry_run,
+    )
+    .map_err(Failure::failed)?;
+    serde_json::to_value(report).map_err(Failure::failed)
+}

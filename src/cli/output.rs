@@ -177,3 +177,30 @@ pub fn points(v: &Value, json: bool) {
         );
     }
 }
+
+/// `POST /v1/prune`
+pub fn prune(v: &Value, json: bool) {
+    if json {
+        return print_json(v);
+    }
+    let dry = v["dry_run"].as_bool().unwrap_or(false);
+    let empty = Vec::new();
+    let removed = v["removed"].as_array().unwrap_or(&empty);
+    for r in removed {
+        println!("{} {}", if dry { "would remove" } else { "removed" }, s(r));
+    }
+    let before = v["bytes_before"].as_u64().unwrap_or(0);
+    let after = v["bytes_after"].as_u64().unwrap_or(0);
+    println!(
+        "{} points {}, {} kept; packs: {} deleted, {} rewritten; store {} -> {} ({} {})",
+        removed.len(),
+        if dry { "to remove" } else { "removed" },
+        s(&v["kept"]),
+        s(&v["packs_deleted"]),
+        s(&v["packs_rewritten"]),
+        mb(before),
+        mb(after),
+        mb(before.saturating_sub(after)),
+        if dry { "would come back" } else { "reclaimed" }
+    );
+}

@@ -70,11 +70,18 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
     let health = api.get("/v1/health").await?;
     super::output::health(&health, false);
 
-    step(&format!("Taking a restore point of {USER}: POST /v1/snapshots"));
-    let r = api.post("/v1/snapshots", &serde_json::json!({"user": USER})).await?;
+    step(&format!(
+        "Taking a restore point of {USER}: POST /v1/snapshots"
+    ));
+    let r = api
+        .post("/v1/snapshots", &serde_json::json!({"user": USER}))
+        .await?;
     let job = super::progress::follow(&api, r["jobs"][0].clone(), false).await?;
     if job["state"] != "succeeded" {
-        return Err(Failure::failed(format!("the snapshot failed: {}", job["error"])));
+        return Err(Failure::failed(format!(
+            "the snapshot failed: {}",
+            job["error"]
+        )));
     }
     let point = job["point"].as_str().unwrap_or_default().to_string();
     step(&format!("GET /v1/users/{USER}/points"));
@@ -83,26 +90,39 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
     step("An accident: the user deletes the folder \"Projets/Été 2025\" and three INBOX messages");
     imap.command_ok("DELETE \"Projets/&AMk-t&AOk- 2025\"")
         .map_err(|e| Failure::failed(format!("DELETE: {e}")))?;
-    imap.select("INBOX").map_err(|e| Failure::failed(format!("SELECT: {e}")))?;
+    imap.select("INBOX")
+        .map_err(|e| Failure::failed(format!("SELECT: {e}")))?;
     imap.command_ok("UID STORE 1:3 +FLAGS.SILENT (\\Deleted)")
         .and_then(|_| imap.command_ok("EXPUNGE"))
         .map_err(|e| Failure::failed(format!("EXPUNGE: {e}")))?;
     print_mailbox(&mut imap)?;
 
-    step(&format!("The admin restores point {point}, all folders: POST /v1/restores"));
+    step(&format!(
+        "The admin restores point {point}, all folders: POST /v1/restores"
+    ));
     let body = serde_json::json!({"user": USER, "point": point, "scope": "all", "requested_by": "admin@example.org"});
     let job = api.post("/v1/restores", &body).await?;
     let job = super::progress::follow(&api, job, false).await?;
     super::output::job(&job, false);
     if job["state"] != "succeeded" {
-        return Err(Failure::failed(format!("the restore failed: {}", job["error"])));
+        return Err(Failure::failed(format!(
+            "the restore failed: {}",
+            job["error"]
+        )));
     }
 
-    step("What the user sees now over IMAP: the live folders, untouched, and the restored tree beside them (subscribed)");
+    step(
+        "What the user sees now over IMAP: the live folders, untouched, and the restored tree beside them (subscribed)",
+    );
     print_mailbox(&mut imap)?;
-    let subscribed = imap.lsub().map_err(|e| Failure::failed(format!("LSUB: {e}")))?;
+    let subscribed = imap
+        .lsub()
+        .map_err(|e| Failure::failed(format!("LSUB: {e}")))?;
     let target = job["target"]["folder"].as_str().unwrap_or_default();
-    let n = subscribed.iter().filter(|m| m.name.starts_with(target)).count();
+    let n = subscribed
+        .iter()
+        .filter(|m| m.name.starts_with(target))
+        .count();
     println!("   {n} restored folders are subscribed under {target}");
 
     if keep {

@@ -48,7 +48,8 @@ pub enum IndexError {
     },
 }
 
-/// The format version written in the `meta` tree.
+/// The index format, written as ASCII digits under the key `format` of
+/// sled's default tree (FORMAT.md).
 pub const FORMAT_VERSION: u32 = 1;
 
 const JOBS: &str = "jobs";
@@ -274,13 +275,18 @@ impl Index {
     pub fn generations(&self, user: &str) -> Result<Vec<Generation>, IndexError> {
         let mut prefix = user.as_bytes().to_vec();
         prefix.push(0);
-        self.generations
+        let mut gens = self
+            .generations
             .scan_prefix(prefix)
             .map(|kv| {
                 let (k, v) = kv?;
                 decode(GENERATIONS, &String::from_utf8_lossy(&k), &v)
             })
-            .collect()
+            .collect::<Result<Vec<Generation>, IndexError>>()?;
+        // Key order is id order, which is time order except for same-second
+        // ids past `-9` (`…Z-10` sorts before `…Z-2`).
+        gens.sort_by(|a, b| (a.taken_at, &a.id).cmp(&(b.taken_at, &b.id)));
+        Ok(gens)
     }
 
     /// Every generation of every user.
@@ -386,6 +392,37 @@ mod tests {
         assert!(fresh > *ids.last().unwrap(), "ids must never repeat");
         assert_eq!(index.job(ids[5]).unwrap().unwrap().id, ids[5]);
         assert!(index.job(JobId(u64::MAX)).unwrap().is_none());
+    }
+
+    #[test]
+    fn generations_come_oldest_first_even_past_ten_in_one_second() {
+        use crate::manifest::{CollectionCounts, GenerationId, MailCounts};
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let second = Timestamp::from_second(1_767_225_600).unwrap();
+        let made: Vec<GenerationId> = (1..=12)
+            .map(|n| {
+                let g = Generation {
+                    id: GenerationId::new(second, n),
+                    user: "alice@example.org".into(),
+                    taken_at: second + jiff::SignedDuration::from_millis(n.into()),
+                    root: BlobId::of(&n.to_le_bytes()),
+                    mail: MailCounts::default(),
+                    calendars: CollectionCounts::default(),
+                    contacts: CollectionCounts::default(),
+                };
+                index.put_generation(&g).unwrap();
+                g.id
+            })
+            .collect();
+        let got: Vec<GenerationId> = index
+            .generations("alice@example.org")
+            .unwrap()
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        assert_eq!(got, made);
+        assert!(index.generations("alice").unwrap().is_empty());
     }
 
     #[test]

@@ -181,6 +181,27 @@ impl Queue {
         Ok(job)
     }
 
+    /// Queues a snapshot of `user` unless one is already queued or running,
+    /// in which case that job is returned; the flag says whether it is new.
+    pub fn submit_snapshot_once(&self, user: &str) -> Result<(Job, bool), IndexError> {
+        let active = self.list(&JobFilter {
+            user: Some(user.to_string()),
+            kind: Some(JobKind::Snapshot),
+            state: None,
+        })?;
+        if let Some(job) = active.into_iter().find(|j| !j.state.is_final()) {
+            return Ok((job, false));
+        }
+        let job = self.submit(JobRequest {
+            kind: JobKind::Snapshot,
+            user: user.to_string(),
+            point: None,
+            scope: None,
+            requested_by: None,
+        })?;
+        Ok((job, true))
+    }
+
     /// The job as it is now (live counters for running jobs).
     pub fn get(&self, id: JobId) -> Result<Option<Job>, IndexError> {
         if let Some(r) = self.state().running.get(&id) {

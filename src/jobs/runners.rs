@@ -45,7 +45,11 @@ impl Runner for RestoreRunner {
         let notifier = self.notifier.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let result = match restorer.run(&ctx).await {
+            let ran = {
+                let _gc = restorer.store().gc_lock().read().await;
+                restorer.run(&ctx).await
+            };
+            let result = match ran {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let mut err = e.to_job_error();
@@ -159,7 +163,10 @@ impl Runner for SnapshotRunner {
                     }
                 })
             };
-            let result = snapshotter.snapshot(&user, &progress).await;
+            let result = {
+                let _gc = snapshotter.store().gc_lock().read().await;
+                snapshotter.snapshot(&user, &progress).await
+            };
             ticker.abort();
             publish(&ctx, &progress);
             let outcome = result.map_err(|e| e.to_job_error())?;

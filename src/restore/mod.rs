@@ -184,6 +184,11 @@ impl Restorer {
         }
     }
 
+    /// The store read from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Runs (or resumes) the restore job in `ctx`.
     pub async fn run(&self, ctx: &JobContext) -> Result<(), RestoreError> {
         let job = ctx.job();

@@ -175,6 +175,11 @@ impl Snapshotter {
         }
     }
 
+    /// The store written to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Takes a restore point of `user`.
     pub async fn snapshot(
         &self,

@@ -22,7 +22,8 @@ pub use pack::{BlobKind, BlobLocation, PackId};
 
 use crate::index::{Index, IndexError};
 
-/// Target size of a pack; a larger blob gets a pack of its own.
+/// Target size of a pack: a pack is finished once it holds this much (a blob
+/// is never split, so one larger blob makes one larger pack).
 const PACK_TARGET: u64 = 16 << 20;
 
 /// A blob's name: the BLAKE3 hash of its bytes.
@@ -138,6 +139,7 @@ impl StoreError {
 pub struct Store {
     root: PathBuf,
     index: Index,
+    gc: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -146,7 +148,13 @@ impl Store {
     /// The caller holds the state directory's lock.
     pub fn open(root: &Path, index: Index) -> Result<Store, StoreError> {
         let packs = root.join("packs");
-        std::fs::create_dir_all(&packs).map_err(|e| StoreError::io(&packs, e))?;
+        if !packs.is_dir() {
+            std::fs::create_dir_all(&packs).map_err(|e| StoreError::io(&packs, e))?;
+            pack::sync_dir(root)?;
+            if let Some(state_dir) = root.parent() {
+                pack::sync_dir(state_dir)?;
+            }
+        }
         for entry in walk_packs(root)? {
             if entry.extension().is_some_and(|e| e == "tmp") {
                 std::fs::remove_file(&entry).map_err(|e| StoreError::io(&entry, e))?;
@@ -155,12 +163,20 @@ impl Store {
         Ok(Store {
             root: root.to_owned(),
             index,
+            gc: Default::default(),
         })
     }
 
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Held for reading by every job that writes or reads blobs, and for
+    /// writing by prune: a snapshot deduplicates against blobs prune could
+    /// otherwise delete under it.
+    pub fn gc_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.gc
     }
 
     /// The index the store records blob locations in.
@@ -257,12 +273,18 @@ impl BlobWriter {
         self.put_kind(bytes, BlobKind::Data)
     }
 
-    /// Stores a blob of the given kind unless already there.
-    pub fn put_kind(&mut self, bytes: &[u8], kind: BlobKind) -> Result<(BlobId, bool), StoreError> {
+    /// Stores a blob even if the index knows it (prune moving it out of a
+    /// pack it rewrites).
+    pub fn put_forced(&mut self, bytes: &[u8], kind: BlobKind) -> Result<BlobId, StoreError> {
         let id = BlobId::of(bytes);
-        if self.pack.as_ref().is_some_and(|p| p.contains(&id)) || self.store.contains(&id)? {
-            return Ok((id, false));
+        if self.pack.as_ref().is_some_and(|p| p.contains(&id)) {
+            return Ok(id);
         }
+        self.write(id, bytes, kind)?;
+        Ok(id)
+    }
+
+    fn write(&mut self, id: BlobId, bytes: &[u8], kind: BlobKind) -> Result<(), StoreError> {
         if self.pack.is_none() {
             self.pack = Some(pack::PackWriter::create(&self.store.root)?);
         }
@@ -273,6 +295,16 @@ impl BlobWriter {
         if pack.len() >= PACK_TARGET {
             self.flush()?;
         }
+        Ok(())
+    }
+
+    /// Stores a blob of the given kind unless already there.
+    pub fn put_kind(&mut self, bytes: &[u8], kind: BlobKind) -> Result<(BlobId, bool), StoreError> {
+        let id = BlobId::of(bytes);
+        if self.pack.as_ref().is_some_and(|p| p.contains(&id)) || self.store.contains(&id)? {
+            return Ok((id, false));
+        }
+        self.write(id, bytes, kind)?;
         Ok((id, true))
     }
 

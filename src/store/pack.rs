@@ -164,7 +164,12 @@ impl PackWriter {
         let id = PackId::random();
         let final_path = id.path(root);
         let dir = final_path.parent().unwrap_or(root).to_owned();
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            // The new `packs/XX` entry must survive a crash as surely as the
+            // pack that `finish` renames into it.
+            sync_dir(dir.parent().unwrap_or(root))?;
+        }
         let tmp = final_path.with_extension("pack.tmp");
         let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         let mut w = PackWriter {
