@@ -113,6 +113,7 @@ impl Daemon {
         let rounds = tokio::spawn(scheduler.clone().run(shutdown.clone()));
         let api_state = Arc::new(ApiState {
             scheduler,
+            store: self.store.clone(),
             config: self.config.clone(),
             queue: self.queue.clone(),
             index: self.index.clone(),
@@ -180,9 +181,12 @@ impl UserCheck for ImapUserCheck {
         let user = user.to_string();
         Box::pin(async move {
             // Dovecot sometimes closes the connection instead of answering a
-            // master login for a missing user: ask twice before giving up.
+            // master login for a missing user: ask again before giving up.
             let mut last = String::new();
-            for _ in 0..2 {
+            for attempt in 0..4u64 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
                 match ImapConnection::open(&self.0, &user).await {
                     Ok(conn) => {
                         let _ = conn.logout().await;

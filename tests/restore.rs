@@ -464,3 +464,96 @@ async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_h
         .unwrap_or_else(|| panic!("{admin:?}"));
     assert!(failed.contains("Cause"), "{failed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_restore_keeps_what_it_made_and_metrics_count_it() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        fsync: true,
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    for i in 0..1500u32 {
+        let body = format!(
+            "Subject: bulk {i}\r\n\r\n{}\r\n",
+            "c".repeat(3000 + i as usize)
+        );
+        imap.append("INBOX", &[], None, body.as_bytes()).unwrap();
+    }
+    imap.logout().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot(&api, ALICE).await;
+    let job = api
+        .post("/v1/restores", &json!({"user": ALICE, "point": point}))
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
+        assert_ne!(
+            j["state"], "succeeded",
+            "the restore ended before it could be cancelled"
+        );
+        if j["progress"]["messages"]["done"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, _) = api
+        .raw("DELETE", &format!("/v1/jobs/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    let job = wait_job(&api, &json!({"id": id})).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let folder = job["target"]["folder"].as_str().unwrap();
+    let done = job["progress"]["messages"]["done"].as_u64().unwrap();
+    assert!(done < 1500, "{job}");
+    let kept = live(d, ALICE)[folder].len() as u64;
+    assert_eq!(kept, done, "what the job reports is what is in {folder}");
+    let (status, body) = api
+        .raw("DELETE", &format!("/v1/jobs/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 409);
+    assert!(String::from_utf8_lossy(&body).contains("job_finished"));
+    // Filters.
+    let cancelled = api
+        .get("/v1/jobs?kind=restore&state=cancelled")
+        .await
+        .unwrap();
+    assert_eq!(cancelled["jobs"].as_array().unwrap().len(), 1);
+    let snapshots = api
+        .get(&format!(
+            "/v1/jobs?user={}&kind=snapshot",
+            "alice%40example.org"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(snapshots["jobs"].as_array().unwrap().len(), 1);
+    // Metrics.
+    let (status, body) = api.raw("GET", "/metrics", None).await.unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    for line in [
+        "mailrestore_jobs_total{kind=\"restore\",outcome=\"cancelled\"} 1",
+        "mailrestore_jobs_total{kind=\"snapshot\",outcome=\"succeeded\"} 1",
+        "mailrestore_points{user=\"alice@example.org\"} 1",
+        &format!("mailrestore_restored_messages_total {done}"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("mailrestore_store_bytes ")
+            && text.contains("mailrestore_scheduler_lag_seconds ")
+    );
+}

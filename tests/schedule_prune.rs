@@ -64,11 +64,20 @@ async fn a_scheduled_round_takes_a_point_of_every_user() {
         "\n[schedule]\ninterval = \"1h\"\nfirst_round_after = \"1s\"\nspread = \"2s\"\nusers = {users:?}\n"
     );
     let f = write_config(&sandbox, dir.path(), &extra).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&f.config)
-        .spawn()
-        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&f.config)
+            .spawn()
+            .unwrap(),
+    );
     let api = ApiClient::new(&f.socket);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut done = Vec::new();
@@ -88,8 +97,6 @@ async fn a_scheduled_round_takes_a_point_of_every_user() {
     }
     let jobs = api.get("/v1/jobs?kind=snapshot").await.unwrap();
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 3, "{jobs}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

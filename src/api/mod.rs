@@ -5,5 +5,6 @@
 //! the peer's uid (SO_PEERCRED) before it reads a byte of the request.
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod wire;

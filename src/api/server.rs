@@ -51,6 +51,8 @@ pub struct ApiState {
     pub users: Arc<dyn UserCheck>,
     /// Rounds and prune.
     pub scheduler: crate::scheduler::Scheduler,
+    /// The blob store (its size for metrics).
+    pub store: crate::store::Store,
     /// When the daemon started.
     pub started: Instant,
 }
@@ -61,6 +63,13 @@ pub trait UserCheck: Send + Sync + 'static {
     /// not, `Err` (a sentence) when the server cannot be asked.
     fn exists(&self, user: &str)
     -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>>;
+}
+
+impl ApiState {
+    /// Bytes of the store's packs (0 when it cannot be read).
+    pub fn store_bytes(&self) -> u64 {
+        self.store.size_on_disk().unwrap_or(0)
+    }
 }
 
 /// An error answer: status, stable code, sentence.
@@ -119,10 +128,25 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/snapshots", axum::routing::post(post_snapshots))
         .route("/v1/restores", axum::routing::post(post_restores))
         .route("/v1/prune", axum::routing::post(post_prune))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
+    match super::metrics::render(&st) {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

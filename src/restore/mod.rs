@@ -127,6 +127,20 @@ impl Shared<'_> {
         });
     }
 
+    fn done_messages(&self) -> (u64, u64) {
+        let job = self.ctx.job();
+        (job.progress.messages.done, job.progress.bytes.done)
+    }
+
+    /// Puts the counters back before a folder is retried (it counts its
+    /// journaled progress again when it starts).
+    fn rewind_done(&self, (messages, bytes): (u64, u64)) {
+        self.ctx.progress(|job| {
+            job.progress.messages.done = messages;
+            job.progress.bytes.done = bytes;
+        });
+    }
+
     fn check_stop(&self) -> Result<(), RestoreError> {
         if self.ctx.should_stop() {
             Err(RestoreError::Stopped)
@@ -367,15 +381,40 @@ impl Restorer {
             let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some((i, src, journal)) = next else { break };
             let entries: Vec<MessageEntry> = folder_messages(&self.store, &folders[src])?;
-            imap::restore_messages(
-                &mut conn,
-                shared,
-                i,
-                &plan.folders[i].target,
-                &entries,
-                journal,
-            )
-            .await?;
+            let mut journal = journal;
+            let mut attempt = 0;
+            loop {
+                let before = shared.done_messages();
+                match imap::restore_messages(
+                    &mut conn,
+                    shared,
+                    i,
+                    &plan.folders[i].target,
+                    &entries,
+                    journal.clone(),
+                )
+                .await
+                {
+                    Ok(()) => break,
+                    // A dropped connection: a new one, and the folder resumes
+                    // from its journal (a pending batch is settled first).
+                    Err(RestoreError::Imap(e))
+                        if e.is_transient() && attempt < crate::snapshot::RETRIES =>
+                    {
+                        attempt += 1;
+                        tracing::warn!(user, folder = %plan.folders[i].target, error = %e, attempt, "retrying a folder on a new connection");
+                        shared.rewind_done(before);
+                        tokio::time::sleep(crate::snapshot::backoff(attempt)).await;
+                        conn = ImapConnection::open(&self.endpoint, user).await?;
+                        journal = self
+                            .store
+                            .index()
+                            .journal::<FolderJournal>(shared.job, &format!("f{i}"))?
+                            .unwrap_or_default();
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         let _ = conn.logout().await;
         Ok(())

@@ -308,9 +308,31 @@ impl Snapshotter {
             let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some((i, entry)) = next else { break };
             let prev = previous.get(entry.name.as_str());
-            let folder =
-                imap::snapshot_folder(&mut conn, &entry, prev, &self.store, &mut writer, progress)
-                    .await?;
+            let mut attempt = 0;
+            let folder = loop {
+                match imap::snapshot_folder(
+                    &mut conn,
+                    &entry,
+                    prev,
+                    &self.store,
+                    &mut writer,
+                    progress,
+                )
+                .await
+                {
+                    Ok(f) => break f,
+                    // A dropped connection or a server hiccup: a new
+                    // connection, and the folder again (what was stored is
+                    // deduplicated), a few times with backoff.
+                    Err(SnapshotError::Imap(e)) if is_retryable(&e) && attempt < RETRIES => {
+                        attempt += 1;
+                        tracing::warn!(user, folder = %entry.name.as_str(), error = %e, attempt, "retrying a folder on a new connection");
+                        tokio::time::sleep(backoff(attempt)).await;
+                        conn = ImapConnection::open(&self.endpoint, user).await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             results
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -348,6 +370,22 @@ impl Snapshotter {
             n += 1;
         }
     }
+}
+
+/// Worth another try on a new connection: a transient error, or Dovecot's
+/// `NO [ALREADYEXISTS]` to EXAMINE/SELECT of an auto-created special-use
+/// folder that another connection is creating at the same moment.
+pub fn is_retryable(e: &ImapError) -> bool {
+    e.is_transient()
+        || e.response_code() == Some(&crate::protocol::imap::ResponseCode::AlreadyExists)
+}
+
+/// Attempts after the first for a folder whose connection failed.
+pub const RETRIES: u32 = 3;
+
+/// Wait before retry `attempt` (1-based): 0.5 s, 1 s, 2 s…
+pub fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250 << attempt.min(6))
 }
 
 fn work_len(work: &Mutex<VecDeque<(usize, MailboxEntry)>>) -> usize {
