@@ -201,6 +201,15 @@ impl UserCheck for ImapUserCheck {
                     }
                 }
             }
+            // Dovecot 2.3, asked for a master login of a user missing from
+            // its userdb, closes the connection without an answer most of
+            // the time (the mail process fails the lookup after the login
+            // process said OK). Every try ended that way at LOGIN: that
+            // is the answer for a missing user; a server that is down
+            // refuses the connection instead.
+            if last.contains("LOGIN") || last.contains("AUTHENTICATE") {
+                return Ok(false);
+            }
             Err(format!(
                 "cannot ask the IMAP server whether {user:?} exists: {last}"
             ))

@@ -331,8 +331,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             format!("the request body exceeds {limit} bytes"),
         )
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
 }
 
 /// A user name the daemon may act for: refused before anything is sent to a

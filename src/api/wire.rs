@@ -50,6 +50,8 @@ pub struct JobView {
     pub error: Option<ErrorDetail>,
     /// Problems that did not fail the job.
     pub warnings: Vec<String>,
+    /// Times a worker took the job (more than 1 after a resume).
+    pub attempts: u32,
     /// RFC 3339 times.
     pub created_at: String,
     /// When a worker first took it.
@@ -129,6 +131,7 @@ impl From<&Job> for JobView {
                 message: e.message.clone(),
             }),
             warnings: j.warnings.clone(),
+            attempts: j.attempts,
             created_at: j.created_at.to_string(),
             started_at: j.started_at.map(|t| t.to_string()),
             finished_at: j.finished_at.map(|t| t.to_string()),

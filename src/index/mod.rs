@@ -102,8 +102,19 @@ impl Index {
 
     /// A new job id, never handed out before (survives restarts).
     pub fn next_job_id(&self) -> Result<JobId, IndexError> {
-        // generate_id is monotonic across restarts; start at 1 for readability.
-        Ok(JobId(self.db.generate_id()? + 1))
+        // Our own counter (sled's generate_id jumps by a million at each
+        // start): j1, j2, … durably, never reused.
+        let next = self.db.update_and_fetch("next_job_id", |old| {
+            let n = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        self.db.flush()?;
+        let n = next
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(1, u64::from_be_bytes);
+        Ok(JobId(n))
     }
 
     /// Writes a job record durably.

@@ -184,7 +184,7 @@ impl Runner for SnapshotRunner {
 /// Snapshot counters: messages done = downloaded + carried over.
 fn publish(ctx: &JobContext, p: &Progress) {
     let done = p.downloaded.load(Ordering::Relaxed) + p.carried.load(Ordering::Relaxed);
-    let bytes = p.bytes.load(Ordering::Relaxed);
+    let bytes = p.bytes.load(Ordering::Relaxed) + p.carried_bytes.load(Ordering::Relaxed);
     ctx.progress(|j| {
         j.progress.messages.done = done;
         j.progress.bytes.done = bytes;

@@ -69,7 +69,7 @@ pub async fn snapshot_folder(
             folder.messages = p.messages;
             folder.bytes = p.bytes;
             folder.groups = p.groups.clone();
-            progress.skipped(p.messages);
+            progress.skipped(p.messages, p.bytes);
             return Ok(folder);
         }
     }
@@ -85,7 +85,7 @@ pub async fn snapshot_folder(
         (Vec::new(), None)
     } else {
         let (kept, new) = resync_flags(conn, old, same_validity, sel.exists).await?;
-        progress.skipped(kept.len() as u64);
+        progress.skipped(kept.len() as u64, kept.iter().map(|e| e.size).sum());
         (kept, Some(new))
     };
     let to_fetch = match new_uids {

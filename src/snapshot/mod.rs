@@ -113,6 +113,8 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Messages carried over from the previous point without download.
     pub carried: AtomicU64,
+    /// Their bytes.
+    pub carried_bytes: AtomicU64,
     stop: CancellationToken,
 }
 
@@ -130,8 +132,9 @@ impl Progress {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn skipped(&self, n: u64) {
+    fn skipped(&self, n: u64, bytes: u64) {
         self.carried.fetch_add(n, Ordering::Relaxed);
+        self.carried_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn check_stop(&self) -> Result<(), SnapshotError> {
