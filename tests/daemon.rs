@@ -282,3 +282,38 @@ async fn health_is_degraded_when_the_imap_server_is_down() {
     assert_eq!(health["backends"]["imap"]["state"], "down");
     assert!(health["backends"]["imap"]["error"].as_str().unwrap().len() > 3);
 }
+
+#[test]
+fn the_systemd_unit_is_rated_ok_or_better_by_systemd_analyze() {
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/mailrestore.service");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", unit])
+        .output()
+        .expect("systemd-analyze (Debian package systemd) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let verdict = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no verdict in:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        verdict.contains(" OK") || verdict.contains("SAFE"),
+        "{verdict}"
+    );
+    let unit_text = std::fs::read_to_string(unit).unwrap();
+    for line in [
+        "Type=notify",
+        "StateDirectory=mailrestore",
+        "RuntimeDirectory=mailrestore",
+        "LoadCredential=",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+    ] {
+        assert!(unit_text.contains(line), "the unit lacks {line}");
+    }
+}
