@@ -149,6 +149,28 @@ fn damage(d: &Dovecot) {
     imap.logout().unwrap();
 }
 
+/// A Dovecot that fsyncs, with 1,500 INBOX messages of 2–9 KB: enough that
+/// a restore is still running when the test interrupts it.
+fn bulk_sandbox() -> Sandbox {
+    let sandbox = Sandbox::start(SandboxOptions {
+        fsync: true,
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    for i in 0..1500u32 {
+        let body = format!(
+            "Subject: bulk {i}\r\nMessage-ID: <{i}@bulk>\r\n\r\n{}\r\n",
+            "x".repeat(2000 + (i as usize % 7) * 1000)
+        );
+        imap.append("INBOX", &["\\Seen"], None, body.as_bytes())
+            .unwrap();
+    }
+    imap.logout().unwrap();
+    sandbox
+}
+
 fn files(sandbox: &Sandbox, dir: &Path) -> DaemonFiles {
     write_config(
         sandbox,
@@ -272,22 +294,9 @@ async fn restore_all_brings_back_every_message_exactly_beside_the_live_data() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_killed_half_way_resumes_and_ends_with_each_message_once() {
-    let sandbox = Sandbox::start(SandboxOptions {
-        fsync: true,
-        ..SandboxOptions::default()
-    })
-    .expect("sandbox");
+    let sandbox = bulk_sandbox();
     let d = sandbox.dovecot().unwrap();
-    // Enough mail that the restore is still running when we kill it.
     let mut imap = d.login_master(ALICE).unwrap();
-    for i in 0..1500u32 {
-        let body = format!(
-            "Subject: bulk {i}\r\nMessage-ID: <{i}@bulk>\r\n\r\n{}\r\n",
-            "x".repeat(2000 + (i as usize % 7) * 1000)
-        );
-        imap.append("INBOX", &["\\Seen"], None, body.as_bytes())
-            .unwrap();
-    }
     imap.create("Other").unwrap();
     for i in 0..300u32 {
         imap.append(
@@ -467,21 +476,8 @@ async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_h
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_stops_a_running_restore_keeps_what_it_made_and_metrics_count_it() {
-    let sandbox = Sandbox::start(SandboxOptions {
-        fsync: true,
-        ..SandboxOptions::default()
-    })
-    .expect("sandbox");
+    let sandbox = bulk_sandbox();
     let d = sandbox.dovecot().unwrap();
-    let mut imap = d.login_master(ALICE).unwrap();
-    for i in 0..1500u32 {
-        let body = format!(
-            "Subject: bulk {i}\r\n\r\n{}\r\n",
-            "c".repeat(3000 + i as usize)
-        );
-        imap.append("INBOX", &[], None, body.as_bytes()).unwrap();
-    }
-    imap.logout().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "").unwrap();
     let _daemon = serve(&f);
