@@ -54,6 +54,10 @@ pub async fn restore_messages(
 ) -> Result<(), RestoreError> {
     let mailbox = MailboxName::from_utf8(target)?;
     if let Some(pending) = journal.pending.take() {
+        // The session that sent this batch may have died with the whole
+        // command already in the server's buffer: the server can still be
+        // saving it. Settle only once the folder has stopped changing.
+        wait_until_quiet(conn, &mailbox).await?;
         let landed = settle_pending(conn, &mailbox, &pending, entries).await?;
         debug!(
             folder = target,
@@ -214,6 +218,32 @@ fn restorable_flags(
         }
     }
     out
+}
+
+/// Waits until the folder's UIDNEXT stays the same for a while (at most 60 s):
+/// an APPEND the server received from a dead session is then committed.
+async fn wait_until_quiet(
+    conn: &mut ImapConnection,
+    mailbox: &MailboxName,
+) -> Result<(), RestoreError> {
+    let quiet = std::time::Duration::from_millis(1500);
+    let mut last = conn.status(mailbox).await?.uid_next;
+    for _ in 0..40 {
+        tokio::time::sleep(quiet).await;
+        let now = conn.status(mailbox).await?.uid_next;
+        if now == last {
+            return Ok(());
+        }
+        debug!(
+            folder = mailbox.as_str(),
+            "the folder is still changing; waiting"
+        );
+        last = now;
+    }
+    Err(RestoreError::TargetChanged(format!(
+        "{} kept changing for a minute while the restore waited to resume",
+        mailbox.as_str()
+    )))
 }
 
 /// How many messages of a pending batch are in the target already, found
