@@ -171,6 +171,29 @@ fn bulk_sandbox() -> Sandbox {
     sandbox
 }
 
+/// Starts a restore of alice's point and returns its id once some messages
+/// are in, and it is still running.
+async fn start_restore_and_wait_for_progress(api: &ApiClient, point: &str) -> String {
+    let job = api
+        .post("/v1/restores", &json!({"user": ALICE, "point": point}))
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
+        assert_ne!(
+            j["state"], "succeeded",
+            "the restore ended before it could be interrupted"
+        );
+        if j["progress"]["messages"]["done"].as_u64().unwrap_or(0) > 0 {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no progress within 120 s: {j}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn files(sandbox: &Sandbox, dir: &Path) -> DaemonFiles {
     write_config(
         sandbox,
@@ -315,26 +338,8 @@ async fn a_restore_killed_half_way_resumes_and_ends_with_each_message_once() {
     let mut daemon = serve(&f);
     let api = ApiClient::new(&f.socket);
     let point = snapshot(&api, ALICE).await;
-    let job = api
-        .post("/v1/restores", &json!({"user": ALICE, "point": point}))
-        .await
-        .unwrap();
-    let id = job["id"].as_str().unwrap().to_string();
     // Kill -9 once some messages are in.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
-        let done = j["progress"]["messages"]["done"].as_u64().unwrap_or(0);
-        assert_ne!(
-            j["state"], "succeeded",
-            "the restore ended before it could be interrupted"
-        );
-        if done > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let id = start_restore_and_wait_for_progress(&api, &point).await;
     daemon.0.kill().unwrap();
     daemon.0.wait().unwrap();
     drop(daemon);
@@ -483,24 +488,7 @@ async fn cancel_stops_a_running_restore_keeps_what_it_made_and_metrics_count_it(
     let _daemon = serve(&f);
     let api = ApiClient::new(&f.socket);
     let point = snapshot(&api, ALICE).await;
-    let job = api
-        .post("/v1/restores", &json!({"user": ALICE, "point": point}))
-        .await
-        .unwrap();
-    let id = job["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
-        assert_ne!(
-            j["state"], "succeeded",
-            "the restore ended before it could be cancelled"
-        );
-        if j["progress"]["messages"]["done"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let id = start_restore_and_wait_for_progress(&api, &point).await;
     let (status, _) = api
         .raw("DELETE", &format!("/v1/jobs/{id}"), None)
         .await
