@@ -19,6 +19,9 @@
 //!    through the master login). The order rotates from round to round;
 //! 4. counts each tool's restored messages per folder with STATUS.
 //!
+//! Before each timed run, `sync` writes out every dirty page, so that no
+//! tool's fsyncs wait behind the writeback of what came before it.
+//!
 //! It prints figures (medians over the rounds); it asserts nothing about
 //! speed. Environment: `MAILRESTORE_BENCH_MESSAGES` (default 5000),
 //! `MAILRESTORE_BENCH_ROUNDS` (default 3) and `MAILRESTORE_BENCH_FSYNC`
@@ -398,7 +401,8 @@ fn run(rt: &Runtime, n: usize, rounds: usize, fsync: bool) -> anyhow::Result<Rep
     let served = rt.spawn(daemon.wait(stop.clone()));
     let api = ApiClient::new(&files.socket);
 
-    println!("taking a restore point…");
+    print!("taking a restore point… ");
+    settle_disk()?;
     let before = reset_peak_rss();
     let (cpu, host, started) = (cpu_self(), HostCpu::now(), Instant::now());
     let job = rt.block_on(async {
@@ -412,7 +416,7 @@ fn run(rt: &Runtime, n: usize, rounds: usize, fsync: bool) -> anyhow::Result<Rep
         peak: vm_kib("VmHWM"),
     };
     ensure!(job["state"] == "succeeded", "the snapshot failed: {job}");
-    println!("  {:.2}s", snapshot.as_secs_f64());
+    println!("{:.2}s", snapshot.as_secs_f64());
     let bench = Bench {
         rt,
         sandbox: &sandbox,
@@ -435,7 +439,7 @@ fn run(rt: &Runtime, n: usize, rounds: usize, fsync: bool) -> anyhow::Result<Rep
         order.rotate_left((round - 1) % Tool::ALL.len());
         for tool in order {
             print!("round {round}: {}… ", tool.name());
-            std::io::stdout().flush()?;
+            settle_disk()?;
             let before = reset_peak_rss();
             let run = bench.restore(tool, round)?;
             if matches!(tool, Tool::Mailrestore) {
@@ -995,6 +999,18 @@ fn rusage(who: libc::c_int) -> Duration {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Writes every dirty page out before a timed run (and says how long that
+/// took): otherwise the first fsyncs of the next tool wait behind the
+/// writeback of what came before (the seeded Maildir and its copy, the
+/// previous tool's files), which is no part of its own work.
+fn settle_disk() -> std::io::Result<()> {
+    let started = Instant::now();
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    print!("(sync {:.1}s) ", started.elapsed().as_secs_f64());
+    std::io::stdout().flush()
 }
 
 /// The machine's CPU time counters (all cores, in clock ticks).
