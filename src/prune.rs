@@ -60,6 +60,9 @@ pub enum PruneError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// The prune task stopped unexpectedly (the next prune finishes the work).
+    #[error("prune stopped unexpectedly: {0}")]
+    Interrupted(String),
     /// A remaining point's manifest cannot be read: nothing is deleted.
     #[error("a restore point cannot be read, so nothing is reclaimed: {0}")]
     Manifest(#[from] SnapshotError),

@@ -84,12 +84,7 @@ impl Scheduler {
             )
         })
         .await
-        .map_err(|e| {
-            PruneError::Store(crate::store::StoreError::io(
-                std::path::Path::new("prune"),
-                std::io::Error::other(e.to_string()),
-            ))
-        })??;
+        .map_err(|e| PruneError::Interrupted(e.to_string()))??;
         self.stats.prunes.fetch_add(1, Ordering::Relaxed);
         Ok(report)
     }

@@ -343,7 +343,6 @@ impl Restorer {
             .map(|f| SourceFolder {
                 name: f.name.clone(),
                 separator: f.separator,
-                messages: f.messages,
             })
             .collect();
         let when = requested_at.to_zoned(self.timezone.clone());

@@ -28,8 +28,6 @@ pub struct SourceFolder {
     pub name: String,
     /// Its separator in the snapshot.
     pub separator: Option<char>,
-    /// Messages it holds.
-    pub messages: u64,
 }
 
 /// The live server's personal namespace.
@@ -192,7 +190,6 @@ mod tests {
         SourceFolder {
             name: name.into(),
             separator: Some(sep),
-            messages: 1,
         }
     }
 

@@ -207,7 +207,6 @@ impl Store {
         BlobWriter {
             store: self.clone(),
             pack: None,
-            written: 0,
             new_blobs: 0,
         }
     }
@@ -262,7 +261,6 @@ fn walk_packs(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
 pub struct BlobWriter {
     store: Store,
     pack: Option<pack::PackWriter>,
-    written: u64,
     new_blobs: u64,
 }
 
@@ -290,7 +288,6 @@ impl BlobWriter {
         }
         let pack = self.pack.as_mut().expect("a pack was just opened");
         pack.add(id, bytes, kind)?;
-        self.written += bytes.len() as u64;
         self.new_blobs += 1;
         if pack.len() >= PACK_TARGET {
             self.flush()?;
@@ -329,11 +326,6 @@ impl BlobWriter {
             Some(pack) => pack.finish(),
             None => Ok(Vec::new()),
         }
-    }
-
-    /// Raw bytes of new blobs written.
-    pub fn bytes_written(&self) -> u64 {
-        self.written
     }
 
     /// New blobs written.
