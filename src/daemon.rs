@@ -69,8 +69,17 @@ impl Daemon {
         }
         let store = Store::open(&state.store_dir(), index.clone())?;
         let endpoint = Endpoint::from_config(&config.imap);
-        let snapshotter =
+        let dav = config
+            .dav
+            .as_ref()
+            .map(crate::net::dav::DavClient::from_config)
+            .transpose()
+            .context("setting up the DAV client")?;
+        let mut snapshotter =
             Snapshotter::new(store.clone(), endpoint.clone(), config.imap.connections);
+        if let Some(client) = &dav {
+            snapshotter = snapshotter.with_dav(client.clone());
+        }
         let mut runners: HashMap<JobKind, Arc<dyn Runner>> = HashMap::new();
         runners.insert(JobKind::Snapshot, SnapshotRunner::new(snapshotter));
         let restorer = Restorer::new(
@@ -80,6 +89,10 @@ impl Daemon {
             config.restore.folder_template.clone(),
             config.timezone.clone(),
         );
+        let restorer = match &dav {
+            Some(client) => restorer.with_dav(client.clone()),
+            None => restorer,
+        };
         let notifier = Notifier {
             smtp: config.smtp.clone(),
             notify: config.notify.clone(),

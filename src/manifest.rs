@@ -155,7 +155,7 @@ pub struct RootManifest {
     pub contacts: CollectionCounts,
     /// Folder manifests, in LIST order.
     pub folders: Vec<FolderRef>,
-    /// DAV collection manifests.
+    /// Collection manifests ([`CollectionManifest`]), in discovery order.
     #[serde(default)]
     pub collections: Vec<BlobId>,
 }
@@ -255,6 +255,51 @@ pub struct MessageEntry {
 pub struct MessageChunk {
     /// Entries in UID order.
     pub messages: Vec<MessageEntry>,
+}
+
+/// A calendar or address book at snapshot time (one blob per collection;
+/// an unchanged collection gives the same blob and costs nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionManifest {
+    /// Calendar or address book.
+    pub kind: crate::protocol::dav::CollectionKind,
+    /// Its path on the server, as the server spelt it (percent-encoded).
+    pub href: String,
+    /// The path of the home it was found in.
+    pub home: String,
+    /// `displayname`.
+    pub display_name: Option<String>,
+    /// `calendar-color`.
+    pub color: Option<String>,
+    /// Calendar or address book description.
+    pub description: Option<String>,
+    /// Supported calendar components (`VEVENT`, `VTODO`, `VJOURNAL`).
+    pub components: Vec<String>,
+    /// `sync-token` when the snapshot listed it.
+    pub sync_token: Option<String>,
+    /// `getctag` when the server has it.
+    pub ctag: Option<String>,
+    /// Sum of the items' sizes.
+    pub bytes: u64,
+    /// The items, sorted by name.
+    pub items: Vec<ItemEntry>,
+}
+
+/// One calendar object or vCard of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemEntry {
+    /// The last segment of its href, as the server spelt it (encoded).
+    pub name: String,
+    /// `ETag` when fetched.
+    pub etag: Option<String>,
+    /// Its bytes, exactly as the server returned them.
+    pub blob: BlobId,
+    /// Their length.
+    pub size: u64,
+    /// `Content-Type` as the server gave it.
+    pub content_type: Option<String>,
+    /// The iCalendar or vCard UID, when it could be read.
+    pub uid: Option<String>,
 }
 
 /// Most entries in one chunk, whatever the boundaries say.

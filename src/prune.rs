@@ -24,7 +24,9 @@ use jiff::tz::TimeZone;
 use tracing::info;
 
 use crate::config::RetentionConfig;
-use crate::manifest::{ChunkGroup, FolderManifest, Generation, MessageChunk, RootManifest};
+use crate::manifest::{
+    ChunkGroup, CollectionManifest, FolderManifest, Generation, MessageChunk, RootManifest,
+};
 use crate::retention::{self, PointRef};
 use crate::snapshot::{SnapshotError, read_manifest};
 use crate::store::{BlobId, BlobKind, PackId, Store, StoreError, pack};
@@ -208,7 +210,13 @@ fn live_blobs(store: &Store, gens: &[Generation]) -> Result<HashSet<BlobId>, Pru
     for g in gens {
         live.insert(g.root);
         let root: RootManifest = read_manifest(store, &g.root)?;
-        live.extend(root.collections.iter().copied());
+        for c in &root.collections {
+            if !live.insert(*c) {
+                continue; // an unchanged collection shared with a point already walked
+            }
+            let col: CollectionManifest = read_manifest(store, c)?;
+            live.extend(col.items.iter().map(|i| i.blob));
+        }
         for f in &root.folders {
             if !live.insert(f.manifest) {
                 continue; // a folder manifest shared with a point already walked

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 
 use crate::index::Index;
-use crate::manifest::{self, ChunkGroup, FolderManifest, MessageChunk, RootManifest};
+use crate::manifest::{
+    self, ChunkGroup, CollectionManifest, FolderManifest, MessageChunk, RootManifest,
+};
 use crate::store::{BlobId, BlobKind, BlobLocation, PackId, Store, StoreError, pack};
 
 /// What a check found.
@@ -297,17 +299,32 @@ fn check_generation(
                     continue;
                 };
                 match manifest::decode::<MessageChunk>(&b) {
-                    Ok(chunk) => {
-                        messages.extend(chunk.messages.into_iter().map(|m| (f.name.clone(), m)))
-                    }
+                    Ok(chunk) => messages.extend(
+                        chunk
+                            .messages
+                            .into_iter()
+                            .map(|m| (format!("folder {:?} UID {}", f.name, m.uid), m.blob)),
+                    ),
                     Err(e) => problems.push(format!("folder {:?} chunk {c}: {e}", f.name)),
                 }
             }
         }
     }
-    for (folder, m) in messages {
-        referenced.insert(m.blob);
-        let present = match index.blob(&m.blob) {
+    for c in &root.collections {
+        let Some(b) = read_manifest(c, "collection manifest", problems) else {
+            continue;
+        };
+        match manifest::decode::<CollectionManifest>(&b) {
+            Ok(col) => messages.extend(col.items.into_iter().map(|i| {
+                let label = format!("collection {:?} item {:?}", col.href, i.name);
+                (label, i.blob)
+            })),
+            Err(e) => problems.push(format!("collection manifest {c}: {e}")),
+        }
+    }
+    for (what, blob) in messages {
+        referenced.insert(blob);
+        let present = match index.blob(&blob) {
             Ok(Some(loc)) => *packs_present
                 .entry(loc.pack)
                 .or_insert_with(|| loc.pack.path(store.root()).exists()),
@@ -318,15 +335,9 @@ fn check_generation(
             }
         };
         if !present {
-            problems.push(format!(
-                "folder {folder:?} UID {}: blob {} is missing",
-                m.uid, m.blob
-            ));
-        } else if bad.contains(&m.blob) {
-            problems.push(format!(
-                "folder {folder:?} UID {}: blob {} is damaged",
-                m.uid, m.blob
-            ));
+            problems.push(format!("{what}: blob {blob} is missing"));
+        } else if bad.contains(&blob) {
+            problems.push(format!("{what}: blob {blob} is damaged"));
         }
     }
 }

@@ -174,6 +174,8 @@ impl Runner for SnapshotRunner {
                 j.point = Some(outcome.generation.id.to_string());
                 j.progress.messages.total = outcome.generation.mail.messages;
                 j.progress.bytes.total = outcome.generation.mail.bytes;
+                j.progress.items.total =
+                    outcome.generation.calendars.items + outcome.generation.contacts.items;
             })
             .map_err(|e| JobError::new("index_error", e.to_string()))?;
             Ok(())
@@ -181,12 +183,15 @@ impl Runner for SnapshotRunner {
     }
 }
 
-/// Snapshot counters: messages done = downloaded + carried over.
+/// Snapshot counters: messages (and items) done = downloaded + carried over.
 fn publish(ctx: &JobContext, p: &Progress) {
     let done = p.downloaded.load(Ordering::Relaxed) + p.carried.load(Ordering::Relaxed);
     let bytes = p.bytes.load(Ordering::Relaxed) + p.carried_bytes.load(Ordering::Relaxed);
+    let items =
+        p.items_downloaded.load(Ordering::Relaxed) + p.items_carried.load(Ordering::Relaxed);
     ctx.progress(|j| {
         j.progress.messages.done = done;
         j.progress.bytes.done = bytes;
+        j.progress.items.done = items;
     });
 }

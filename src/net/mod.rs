@@ -6,6 +6,7 @@
 //! (those live in `protocol/`), or ever connect without certificate
 //! verification; plain text is allowed only to loopback addresses.
 
+pub mod dav;
 pub mod imap;
 pub mod probe;
 pub mod tls;

@@ -1,2 +1,3 @@
 //! Sans-I/O protocol cores.
+pub mod dav;
 pub mod imap;

@@ -10,6 +10,7 @@
 //!
 //! Nothing outside the planned folders is ever created, changed or deleted.
 
+pub mod dav;
 pub mod imap;
 pub mod plan;
 
@@ -22,7 +23,9 @@ use tracing::info;
 
 use crate::index::IndexError;
 use crate::jobs::{JobContext, JobError, JobId, Scope};
+use crate::manifest::CollectionManifest;
 use crate::manifest::{FolderManifest, GenerationId, MessageEntry, RootManifest};
+use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
 use crate::snapshot::{SnapshotError, folder_messages, imap_job_error, read_manifest};
@@ -58,9 +61,23 @@ pub enum RestoreError {
     /// Someone else changed a folder this restore made.
     #[error("the restore target was changed by someone else: {0}")]
     TargetChanged(String),
+    /// The CalDAV/CardDAV server failed or refused.
+    #[error(transparent)]
+    Dav(#[from] crate::net::dav::DavError),
+    /// The point holds calendars or contacts but no DAV server is configured.
+    #[error(
+        "the restore point holds {0} calendars and address books, but no [dav] server is configured to restore them into"
+    )]
+    NoDav(usize),
     /// Stopped on request.
     #[error("the restore was stopped")]
     Stopped,
+}
+
+impl From<crate::protocol::dav::HrefError> for RestoreError {
+    fn from(e: crate::protocol::dav::HrefError) -> Self {
+        RestoreError::Dav(crate::net::dav::DavError::Href(e))
+    }
 }
 
 impl RestoreError {
@@ -75,6 +92,8 @@ impl RestoreError {
             RestoreError::NoPoint { .. } => JobError::new("point_not_found", self.to_string()),
             RestoreError::TargetChanged(_) => JobError::new("target_changed", self.to_string()),
             RestoreError::Stopped => JobError::new("cancelled", self.to_string()),
+            RestoreError::Dav(e) => JobError::new(e.code(), e.to_string()),
+            RestoreError::NoDav(_) => JobError::new("dav_not_configured", self.to_string()),
             other => JobError::new("internal_error", other.to_string()),
         }
     }
@@ -118,6 +137,21 @@ impl Shared<'_> {
             .store
             .index()
             .put_journal(self.job, &format!("f{index}"), j)?)
+    }
+
+    fn save_collection(
+        &self,
+        index: usize,
+        j: &dav::CollectionJournal,
+    ) -> Result<(), RestoreError> {
+        Ok(self
+            .store
+            .index()
+            .put_journal(self.job, &format!("c{index}"), j)?)
+    }
+
+    fn add_items(&self, n: u64) {
+        self.ctx.progress(|job| job.progress.items.done += n);
     }
 
     fn add_done(&self, bytes: u64, messages: u64) {
@@ -178,6 +212,7 @@ pub struct Restorer {
     connections: usize,
     template: String,
     timezone: TimeZone,
+    dav: Option<DavClient>,
 }
 
 impl Restorer {
@@ -195,7 +230,14 @@ impl Restorer {
             connections: connections.max(1),
             template,
             timezone,
+            dav: None,
         }
+    }
+
+    /// Also restores calendars and address books through `client`.
+    pub fn with_dav(mut self, client: DavClient) -> Self {
+        self.dav = Some(client);
+        self
     }
 
     /// The store read from.
@@ -229,6 +271,12 @@ impl Restorer {
             folders.push(read_manifest::<FolderManifest>(&self.store, &f.manifest)?);
         }
         let scope = job.scope.unwrap_or(Scope::All);
+        let mut collections: Vec<CollectionManifest> = Vec::new();
+        if scope == Scope::All {
+            for id in &root.collections {
+                collections.push(read_manifest(&self.store, id)?);
+            }
+        }
 
         let mut first = ImapConnection::open(&self.endpoint, &job.user).await?;
         let plan = match self.store.index().journal::<Plan>(job.id, "plan")? {
@@ -240,6 +288,24 @@ impl Restorer {
                 self.store.index().put_journal(job.id, "plan", &plan)?;
                 plan
             }
+        };
+        let dav_plan = match &self.dav {
+            Some(client) if !collections.is_empty() => Some(
+                match self
+                    .store
+                    .index()
+                    .journal::<dav::DavPlan>(job.id, "dav_plan")?
+                {
+                    Some(p) => p,
+                    None => {
+                        let when = job.created_at.to_zoned(self.timezone.clone());
+                        let p = dav::plan(client, &collections, &when).await?;
+                        self.store.index().put_journal(job.id, "dav_plan", &p)?;
+                        p
+                    }
+                },
+            ),
+            _ => None,
         };
         let total_messages: u64 = plan
             .folders
@@ -263,6 +329,26 @@ impl Restorer {
                 done: 0,
                 total: total_bytes,
             };
+            j.progress.items = crate::jobs::Count {
+                done: 0,
+                total: dav_plan.as_ref().map_or(0, |p| {
+                    p.collections
+                        .iter()
+                        .map(|c| collections[c.source].items.len() as u64)
+                        .sum()
+                }),
+            };
+            for c in dav_plan.iter().flat_map(|p| &p.collections) {
+                let path = url::Url::parse(&c.url)
+                    .map(|u| u.path().to_string())
+                    .unwrap_or_else(|_| c.url.clone());
+                match c.kind {
+                    crate::protocol::dav::CollectionKind::Calendar => j.target.calendars.push(path),
+                    crate::protocol::dav::CollectionKind::Addressbook => {
+                        j.target.addressbooks.push(path)
+                    }
+                }
+            }
         })?;
         for r in &plan.renamed {
             info!(rename = %r, "folder name made safe");
@@ -309,8 +395,34 @@ impl Restorer {
         let tasks = conns
             .into_iter()
             .map(|conn| self.worker(&job.user, conn, &work, &plan, &folders, &shared));
-        for r in futures_util::future::join_all(tasks).await {
+        let dav_work = async {
+            let (Some(client), Some(p)) = (&self.dav, &dav_plan) else {
+                return Ok(());
+            };
+            for (i, pc) in p.collections.iter().enumerate() {
+                shared.check_stop()?;
+                let c = &collections[pc.source];
+                let mut j = self
+                    .store
+                    .index()
+                    .journal::<dav::CollectionJournal>(job.id, &format!("c{i}"))?
+                    .unwrap_or_default();
+                if !j.created {
+                    dav::create(client, pc, c, &shared).await?;
+                    j.created = true;
+                    shared.save_collection(i, &j)?;
+                }
+                dav::restore_items(client, pc, i, c, j, &shared).await?;
+            }
+            Ok::<(), RestoreError>(())
+        };
+        let (mail, dav_result) = tokio::join!(futures_util::future::join_all(tasks), dav_work);
+        for r in mail {
             r?;
+        }
+        dav_result?;
+        if self.dav.is_none() && !collections.is_empty() {
+            return Err(RestoreError::NoDav(collections.len()));
         }
         info!(target = %plan.target, messages = total_messages, "restore finished");
         Ok(())

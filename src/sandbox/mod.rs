@@ -26,6 +26,7 @@
 
 mod base64;
 pub mod daemon;
+pub mod dav_seed;
 pub mod demo;
 mod dovecot;
 mod mutf7;

@@ -149,6 +149,12 @@ impl Radicale {
         self.process.process_group()
     }
 
+    /// The whole log so far (requests are logged at `info`).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("radicale.log")).unwrap_or_default())
+            .into_owned()
+    }
+
     /// The last lines of Radicale's log.
     pub fn log_tail(&self) -> String {
         self.process.log_tail()

@@ -7,6 +7,7 @@
 //! A snapshot that dies half-way leaves no restore point; the blobs it made
 //! durable are reused by the next run.
 
+pub mod dav;
 pub mod imap;
 
 use std::collections::{HashMap, VecDeque};
@@ -19,9 +20,10 @@ use tracing::{debug, info};
 
 use crate::jobs::JobError;
 use crate::manifest::{
-    self, FolderManifest, FolderRef, Generation, GenerationId, MANIFEST_FORMAT, MailCounts,
-    Namespace, RootManifest,
+    self, CollectionManifest, FolderManifest, FolderRef, Generation, GenerationId, MANIFEST_FORMAT,
+    MailCounts, Namespace, RootManifest,
 };
+use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::{ImapError, MailboxEntry};
 use crate::store::{BlobId, BlobKind, Store, StoreError};
@@ -46,6 +48,9 @@ pub enum SnapshotError {
         /// What is wrong.
         why: String,
     },
+    /// The CalDAV/CardDAV server failed or refused.
+    #[error(transparent)]
+    Dav(crate::net::dav::DavError),
     /// Stopped on request.
     #[error("the snapshot was stopped")]
     Stopped,
@@ -60,6 +65,7 @@ impl SnapshotError {
                 JobError::new("disk_full", e.to_string())
             }
             SnapshotError::Stopped => JobError::new("cancelled", self.to_string()),
+            SnapshotError::Dav(e) => JobError::new(e.code(), e.to_string()),
             other => JobError::new("store_error", other.to_string()),
         }
     }
@@ -115,6 +121,12 @@ pub struct Progress {
     pub carried: AtomicU64,
     /// Their bytes.
     pub carried_bytes: AtomicU64,
+    /// Calendar and contact items whose bytes were downloaded.
+    pub items_downloaded: AtomicU64,
+    /// Their bytes.
+    pub item_bytes: AtomicU64,
+    /// Items carried over from the previous point without download.
+    pub items_carried: AtomicU64,
     stop: CancellationToken,
 }
 
@@ -155,6 +167,8 @@ pub struct SnapshotOutcome {
     pub downloaded: u64,
     /// Bytes downloaded.
     pub bytes_downloaded: u64,
+    /// Calendar and contact items downloaded.
+    pub items_downloaded: u64,
     /// New blobs written.
     pub new_blobs: u64,
 }
@@ -165,6 +179,7 @@ pub struct Snapshotter {
     store: Store,
     endpoint: Endpoint,
     connections: usize,
+    dav: Option<DavClient>,
 }
 
 impl Snapshotter {
@@ -175,7 +190,14 @@ impl Snapshotter {
             store,
             endpoint,
             connections: connections.max(1),
+            dav: None,
         }
+    }
+
+    /// Also takes every calendar and address book from `client`.
+    pub fn with_dav(mut self, client: DavClient) -> Self {
+        self.dav = Some(client);
+        self
     }
 
     /// The store written to.
@@ -224,9 +246,29 @@ impl Snapshotter {
                 progress,
             ));
         }
-        for r in futures_util::future::join_all(tasks).await {
+        let previous_collections = self.previous_collections(user)?;
+        let mut dav_writer = self.store.writer();
+        let dav = async {
+            match &self.dav {
+                Some(client) => {
+                    dav::snapshot_collections(
+                        client,
+                        user,
+                        &previous_collections,
+                        &mut dav_writer,
+                        progress,
+                    )
+                    .await
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mail_results, collections) = tokio::join!(futures_util::future::join_all(tasks), dav);
+        for r in mail_results {
             writers.push(r?);
         }
+        let collections = collections?;
+        writers.push(dav_writer);
 
         let mut folders = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
         folders.sort_by_key(|(i, _)| *i);
@@ -243,6 +285,19 @@ impl Snapshotter {
             mail.messages += f.messages;
             mail.bytes += f.bytes;
         }
+        let mut calendars = crate::manifest::CollectionCounts::default();
+        let mut contacts = crate::manifest::CollectionCounts::default();
+        let mut collection_refs = Vec::with_capacity(collections.len());
+        for c in &collections {
+            let counts = match c.kind {
+                crate::protocol::dav::CollectionKind::Calendar => &mut calendars,
+                crate::protocol::dav::CollectionKind::Addressbook => &mut contacts,
+            };
+            counts.collections += 1;
+            counts.items += c.items.len() as u64;
+            let (id, _) = writer.put_kind(&manifest::encode(c), BlobKind::Manifest)?;
+            collection_refs.push(id);
+        }
         let id = self.new_generation_id(user, taken_at)?;
         let root = RootManifest {
             format: MANIFEST_FORMAT,
@@ -251,10 +306,10 @@ impl Snapshotter {
             taken_at,
             namespace,
             mail,
-            calendars: Default::default(),
-            contacts: Default::default(),
+            calendars,
+            contacts,
             folders: refs,
-            collections: Vec::new(),
+            collections: collection_refs,
         };
         let (root_id, _) = writer.put_kind(&manifest::encode(&root), BlobKind::Root)?;
         // Durable blobs first (every worker's packs, then the manifests'),
@@ -282,6 +337,7 @@ impl Snapshotter {
             generation,
             downloaded: progress.downloaded.load(Ordering::Relaxed),
             bytes_downloaded: progress.bytes.load(Ordering::Relaxed),
+            items_downloaded: progress.items_downloaded.load(Ordering::Relaxed),
             new_blobs,
         })
     }
@@ -358,6 +414,26 @@ impl Snapshotter {
         for f in root.folders {
             let m: FolderManifest = read_manifest(&self.store, &f.manifest)?;
             out.insert(m.name.clone(), m);
+        }
+        Ok(out)
+    }
+
+    /// The collection manifests of the user's newest point, by
+    /// [`dav::collection_key`].
+    fn previous_collections(
+        &self,
+        user: &str,
+    ) -> Result<HashMap<String, CollectionManifest>, SnapshotError> {
+        let mut out = HashMap::new();
+        let Some(last) = self.store.index().generations(user)?.pop() else {
+            return Ok(out);
+        };
+        let root: RootManifest = read_manifest(&self.store, &last.root)?;
+        for id in &root.collections {
+            let c: CollectionManifest = read_manifest(&self.store, id)?;
+            if let Ok(url) = url::Url::parse("http://x/").and_then(|b| b.join(&c.href)) {
+                out.insert(dav::collection_key(&url), c);
+            }
         }
         Ok(out)
     }

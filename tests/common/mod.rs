@@ -2,6 +2,8 @@
 //! a restore point that go through the store, compared with raw IMAP FETCH.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,0 +1,84 @@
+//! The daemon as a child process, driven through its socket as the panel does.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailrestore::api::client::ApiClient;
+use mailrestore::sandbox::daemon::DaemonFiles;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailrestore");
+
+/// `mailrestore serve`, killed on drop; its log goes to `DIR/serve.log`.
+pub struct Serve(pub Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the daemon on `f` and waits until its socket answers.
+pub fn serve(f: &DaemonFiles) -> Serve {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(f.dir.join("serve.log"))
+        .expect("open the daemon log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&f.config)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&f.socket).is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Serve(child)
+}
+
+/// Polls a job until it ends.
+pub async fn wait_job(api: &ApiClient, job: &Value) -> Value {
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
+        if matches!(
+            j["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not end: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Takes a restore point of `user`; returns the finished job.
+pub async fn snapshot_job(api: &ApiClient, user: &str) -> Value {
+    let r = api
+        .post("/v1/snapshots", &json!({"user": user}))
+        .await
+        .unwrap();
+    let job = wait_job(api, &r["jobs"][0]).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    job
+}
+
+/// Starts a restore; returns the job as first answered.
+pub async fn start_restore(api: &ApiClient, user: &str, point: &str, scope: &str) -> Value {
+    let job = api
+        .post(
+            "/v1/restores",
+            &json!({"user": user, "point": point, "scope": scope, "requested_by": "admin@example.org"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(job["kind"], "restore", "{job}");
+    job
+}
