@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::ALICE;
 use common::daemon::{serve, snapshot_job, start_restore, wait_job};
@@ -397,4 +398,357 @@ async fn an_unchanged_second_snapshot_fetches_no_item_and_adds_under_16_kib() {
         "only the new and the changed item are fetched"
     );
     assert_eq!(job["progress"]["items"]["total"], total as u64, "{job}");
+}
+
+/// A calendar object with one event.
+fn event(uid: &str, summary: &str) -> Vec<u8> {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailrestore//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261126T100000Z\r\nDTSTART:20261201T090000Z\r\nDURATION:PT1H\r\nSUMMARY:{summary}\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_killed_half_way_resumes_and_ends_with_each_item_once() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}big/");
+    assert_eq!(
+        make_calendar(&http, &path, "Big", "#112233ff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = (0..200)
+        .map(|i| SeedItem {
+            name: format!("ev-{i:04}.ics"),
+            bytes: event(&format!("ev-{i}@test"), &format!("Réunion n°{i}")),
+        })
+        .collect();
+    assert_eq!(put_items(&http, &path, CAL, &seed).unwrap().len(), 200);
+    let original = items(&http, &path);
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let mut daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = start_restore(&api, ALICE, &point, "all").await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
+        assert_ne!(j["state"], "succeeded", "ended before it could be killed");
+        if j["progress"]["items"]["done"].as_u64().unwrap_or(0) > 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {j}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    drop(daemon);
+
+    let _daemon = serve(&f);
+    let job = wait_job(&api, &serde_json::json!({"id": id})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["items"]["done"], 200, "{job}");
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    let restored = items(&http, &target);
+    assert_eq!(restored.len(), 200, "each item exactly once");
+    assert!(
+        restored == original,
+        "the restored items differ from the originals"
+    );
+    assert_eq!(items(&http, &path), original, "the live calendar changed");
+}
+
+// ---------------------------------------------------------------------------
+// A server that refuses a UID the user already has elsewhere. Radicale
+// accepts a UID in two calendars, so a proxy in front of it answers the
+// PUT of one UID as Cyrus does (403 with the CalDAV precondition element,
+// RFC 6638 §3.2.4.1) and passes everything else through.
+
+/// Cyrus IMAP 3.x's body for a PUT whose UID another calendar of the user holds.
+const CYRUS_UID_CONFLICT: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:error xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><C:unique-scheduling-object-resource><D:href>/dav/calendars/user/alice@example.org/Default/dup.ics</D:href></C:unique-scheduling-object-resource></D:error>
+"#;
+
+/// Starts the proxy; returns its port and the count of refusals sent.
+async fn uid_refusing_proxy(
+    upstream: u16,
+    refused_uid: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refusals = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = refusals.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                // One request per connection: read the head and the body.
+                let mut buf = Vec::new();
+                let head_end = loop {
+                    let mut chunk = [0u8; 8192];
+                    let n = client.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    let mut chunk = [0u8; 65536];
+                    let n = client.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = &buf[head_end..];
+                let uid_line = format!("UID:{refused_uid}\r\n");
+                if head.starts_with("PUT ")
+                    && body
+                        .windows(uid_line.len())
+                        .any(|w| w == uid_line.as_bytes())
+                {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let answer = format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{CYRUS_UID_CONFLICT}",
+                        CYRUS_UID_CONFLICT.len()
+                    );
+                    let _ = client.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                // Pass through, one request per upstream connection.
+                let head: String = head
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .filter(|l| !l.is_empty())
+                    .map(|l| format!("{l}\r\n"))
+                    .collect::<String>()
+                    + "Connection: close\r\n\r\n";
+                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let _ = up.write_all(head.as_bytes()).await;
+                let _ = up.write_all(body).await;
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer).await;
+                // Tell the client this connection ends here.
+                if let Some(i) = answer.windows(2).position(|w| w == b"\r\n") {
+                    answer.splice(i + 2..i + 2, b"Connection: close\r\n".iter().copied());
+                }
+                let _ = client.write_all(&answer).await;
+            });
+        }
+    });
+    (port, refusals)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_whose_uid_the_server_refuses_comes_back_with_a_derived_uid() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}team/");
+    assert_eq!(
+        make_calendar(&http, &path, "Équipe", "#aa00aaff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = ["keep-1", "dup-uid", "keep-2"]
+        .iter()
+        .map(|u| SeedItem {
+            name: format!("{u}.ics"),
+            bytes: event(&format!("{u}@test"), &format!("Point {u}")),
+        })
+        .collect();
+    assert_eq!(put_items(&http, &path, CAL, &seed).unwrap().len(), 3);
+    let original = items(&http, &path);
+
+    let (proxy, refusals) = uid_refusing_proxy(radicale.port, "dup-uid@test").await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let config = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace(&radicale.url, &format!("http://127.0.0.1:{proxy}"));
+    std::fs::write(&f.config, config).unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let warnings = job["warnings"].to_string();
+    assert!(
+        warnings.contains("dup-uid@test-restored-") && warnings.contains("dup-uid.ics"),
+        "the new UID is reported: {warnings}"
+    );
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    let restored = items(&http, &target);
+    assert_eq!(restored.len(), 3);
+    for name in ["keep-1.ics", "keep-2.ics"] {
+        assert_eq!(restored[name], original[name], "{name}");
+    }
+    let dup = String::from_utf8_lossy(&restored["dup-uid.ics"]).to_string();
+    assert!(dup.contains("UID:dup-uid@test-restored-"), "{dup}");
+    assert!(dup.contains("SUMMARY:Point dup-uid"), "{dup}");
+    // The copy differs from the original by its UID line alone.
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("UID:"))
+            .map(str::to_string)
+            .collect()
+    };
+    let orig = String::from_utf8_lossy(&original["dup-uid.ics"]).to_string();
+    assert_eq!(strip(&dup), strip(&orig));
+}
+
+// ---------------------------------------------------------------------------
+// A second server: Xandikos (homes /alice/calendars/ and /alice/contacts/,
+// found through the principal's home sets; no authentication).
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xandikos_calendars_and_contacts_come_back_too() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        xandikos: true,
+        users: vec!["alice".into()],
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox with Xandikos");
+    let x = sandbox.xandikos.as_ref().unwrap();
+    let http = x.client();
+    let cal = "/alice/calendars/travail/";
+    assert!(matches!(
+        make_calendar(&http, cal, "Travail", "#00aa00ff").unwrap(),
+        201 | 200
+    ));
+    let events = calendar_items(&corpus("ics/ical4j-valid"), 2).unwrap();
+    let accepted = put_items(&http, cal, CAL, &events).unwrap();
+    assert!(accepted.len() >= 30, "Xandikos accepted {}", accepted.len());
+    let book = "/alice/contacts/addressbook/";
+    let cards = contact_items(&corpus("vcf")).unwrap();
+    let accepted_cards = put_items(&http, book, CARD, &cards).unwrap();
+    assert!(
+        accepted_cards.len() >= 10,
+        "Xandikos accepted {}",
+        accepted_cards.len()
+    );
+    let original_cal = items(&http, cal);
+    let original_book = items(&http, book);
+
+    // What Xandikos does with a UID that another calendar already holds
+    // (reported in the closing note; the restore handles either answer).
+    let dup = http
+        .request(
+            "PUT",
+            "/alice/calendars/calendar/dup.ics",
+            &[("Content-Type", CAL)],
+            &events
+                .iter()
+                .find(|e| accepted.contains(&e.name))
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+    eprintln!(
+        "Xandikos, a UID already in another calendar: {} {}",
+        dup.status,
+        dup.text()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("xandikos.secret");
+    std::fs::write(&secret, "unused\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let extra = format!(
+        "\n[dav]\nurl = {:?}\nprincipal = \"/{{user}}/\"\nuser = \"alice\"\npassword_file = {:?}\n",
+        x.url,
+        secret.display().to_string()
+    );
+    let f = write_config(&sandbox, &dir.path().join("d"), &extra).unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let job = snapshot_job(&api, "alice").await;
+    let point = job["point"].as_str().unwrap().to_string();
+    let points = api.get("/v1/users/alice/points").await.unwrap();
+    assert!(
+        points["points"][0]["calendars"]["collections"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{points}"
+    );
+    assert_eq!(
+        points["points"][0]["contacts"]["collections"], 1,
+        "{points}"
+    );
+
+    for name in original_cal.keys() {
+        let r = http
+            .request("DELETE", &format!("{cal}{name}"), &[], b"")
+            .unwrap();
+        assert!(matches!(r.status, 200 | 204), "DELETE {name}: {}", r.status);
+    }
+    let job = wait_job(&api, &start_restore(&api, "alice", &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let suffix = restored_suffix(&job);
+    let mut checked = 0;
+    for href in job["target"]["calendars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(job["target"]["addressbooks"].as_array().unwrap())
+    {
+        let href = href.as_str().unwrap();
+        let (name, _) = collection_props(&http, href);
+        let name = name.unwrap_or_default();
+        assert!(name.ends_with(&suffix), "{href}: {name:?}");
+        let want = if name == format!("Travail{suffix}") {
+            &original_cal
+        } else if href.starts_with("/alice/contacts/") {
+            &original_book
+        } else {
+            continue;
+        };
+        let got = items(&http, href);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (item, bytes) in want {
+            assert!(
+                got.get(item) == Some(bytes),
+                "{name}: {item} differs or is missing"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "{job}");
+    assert!(
+        items(&http, cal).is_empty(),
+        "the live calendar was touched"
+    );
 }

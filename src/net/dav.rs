@@ -294,7 +294,17 @@ impl DavClient {
             )
             .await?;
         match r.status {
-            207 => Ok(Some(self.multistatus("PROPFIND", url, &r)?)),
+            207 => {
+                let ms = self.multistatus("PROPFIND", url, &r)?;
+                // Xandikos answers a missing resource with a 207 whose only
+                // response says 404.
+                let missing = !ms.responses.is_empty()
+                    && ms
+                        .responses
+                        .iter()
+                        .all(|r| matches!(r.status, Some(404 | 410)));
+                Ok((!missing).then_some(ms))
+            }
             404 | 410 => Ok(None),
             403 => Err(DavError::Unauthorized {
                 user: self.user.clone(),

@@ -35,6 +35,9 @@ const PARALLEL_PUTS: usize = 4;
 /// `If-None-Match`, so this only bounds repeated work).
 const JOURNAL_EVERY: u64 = 25;
 
+/// Names tried for one new collection before giving up.
+const MAX_NAME_TRIES: u32 = 1000;
+
 /// Where each collection of the point goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DavPlan {
@@ -127,6 +130,11 @@ pub async fn plan(
             .unwrap_or("");
         let mut n = 1;
         let url = loop {
+            if n > MAX_NAME_TRIES {
+                return Err(RestoreError::TargetChanged(format!(
+                    "no free name for a restored collection in {home} after {MAX_NAME_TRIES} tries"
+                )));
+            }
             let seg = new_segment(original, when, n);
             n += 1;
             let url = home
