@@ -150,7 +150,9 @@ async fn one_new_message_in_a_50000_message_folder_adds_one_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let snap = Snapshotter::new(store.clone(), endpoint(d), 2);
+    let started = std::time::Instant::now();
     let first = snap.snapshot(ALICE, &progress()).await.expect("snapshot");
+    let first_took = started.elapsed();
     assert_eq!(first.downloaded, 50_000);
 
     let new = b"Subject: one more\r\n\r\nThe 50,001st message.\r\n";
@@ -163,19 +165,20 @@ async fn one_new_message_in_a_50000_message_folder_adds_one_chunk() {
         .expect("second snapshot");
     let store_grown = du(&dir.path().join("store")) - s_store;
     let index_grown = du(&dir.path().join("index")).saturating_sub(s_index);
+    // Read only now: a lookup may itself make sled write.
+    let locations = store.index().blobs().unwrap().len() as u64;
+    eprintln!(
+        "first snapshot: {first_took:.1?}, index {s_index} B for {locations} blob locations ({} B each)",
+        s_index / locations
+    );
     eprintln!("one new message: store +{store_grown} B, index (sled) +{index_grown} B");
     assert_eq!(second.downloaded, 1);
-    // The store (packs: the message, one chunk, one group, the folder and
-    // root manifests) stays within the budget. sled, after a first commit of
-    // 50,000 locations, splits the nodes it touches next and writes ~75 KiB
-    // once: bounded here, reported in the closing note.
+    // Issue #3: the state directory (the store's packs: the message, one
+    // chunk, one group, the folder and root manifests; and the index) grows
+    // by less than 64 KiB plus the message.
     assert!(
-        store_grown < 64 * 1024 + new.len() as u64,
-        "one new message added {store_grown} bytes to the store"
-    );
-    assert!(
-        index_grown < 256 * 1024,
-        "the index grew by {index_grown} bytes"
+        store_grown + index_grown < 64 * 1024 + new.len() as u64,
+        "one new message added {store_grown} bytes to the store and {index_grown} to the index"
     );
     let (_, folders) = point(&store, &second.generation);
     assert_eq!(folders["Big"].1.len(), 50_001);
