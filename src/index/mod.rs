@@ -73,6 +73,13 @@ impl Index {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::LowSpace)
+            // No background flusher: every write callers rely on is flushed
+            // by us anyway, and its other job, moving live pages out of
+            // half-empty segments whenever it wakes, landed at random in
+            // the next snapshot's writes (+29 to +84 KiB for one message
+            // after a 50,000-location commit). Cleaning still happens, one
+            // page per node rewrite, inside our own writes.
+            .flush_every_ms(None)
             .open()?;
         match db.get("format")? {
             None => {
