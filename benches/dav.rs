@@ -225,7 +225,7 @@ fn card(i: usize) -> SeedItem {
         (i * 7) % 100,
         (i * 13) % 100
     );
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         let photo: String = (0..2000)
             .map(|k| (b'A' + ((i + k) % 26) as u8) as char)
             .collect();

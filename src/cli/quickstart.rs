@@ -53,6 +53,18 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::failed(format!("seeding the demo mailbox: {e}")))?;
     println!("   {n} messages appended with their flags, keywords and dates");
     print_mailbox(&mut imap)?;
+    let radicale = sandbox
+        .radicale
+        .as_ref()
+        .ok_or_else(|| Failure::failed("the sandbox has no Radicale"))?;
+    let http = radicale.user_client(USER);
+    let home = format!("/{}/", crate::protocol::dav::href::encode_segment(USER));
+    let n = demo::seed_dav(&http, &home)
+        .map_err(|e| Failure::failed(format!("seeding the demo calendar: {e}")))?;
+    println!(
+        "   {n} calendar items and contacts in the calendar \"Travail\" and the address book \"Contacts\""
+    );
+    print_collections(&http, &home)?;
 
     step("Starting the mailrestore daemon on its Unix socket");
     let files = write_config(&sandbox, &sandbox.root().join("mailrestore"), "")
@@ -96,6 +108,12 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
         .and_then(|_| imap.command_ok("EXPUNGE"))
         .map_err(|e| Failure::failed(format!("EXPUNGE: {e}")))?;
     print_mailbox(&mut imap)?;
+    step("... and a phone sync wipes the calendar \"Travail\"");
+    for (name, _) in demo::DEMO_EVENTS {
+        http.request("DELETE", &format!("{home}travail/{name}"), &[], b"")
+            .map_err(|e| Failure::failed(format!("DELETE {name}: {e}")))?;
+    }
+    print_collections(&http, &home)?;
 
     step(&format!(
         "The admin restores point {point}, all folders: POST /v1/restores"
@@ -124,6 +142,10 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
         .filter(|m| m.name.starts_with(target))
         .count();
     println!("   {n} restored folders are subscribed under {target}");
+    step(
+        "And over CalDAV/CardDAV: the live collections, untouched, and the restored ones beside them",
+    );
+    print_collections(&http, &home)?;
 
     if keep {
         step("The sandbox stays up until Ctrl-C. Try, in another shell:");
@@ -148,6 +170,33 @@ pub async fn run(keep: bool) -> Result<ExitCode, Failure> {
 
 fn step(text: &str) {
     println!("\n==> {text}");
+}
+
+/// Every calendar and address book under `home`, with its item count.
+fn print_collections(http: &crate::sandbox::raw_http::RawHttp, home: &str) -> Result<(), Failure> {
+    use crate::protocol::dav;
+    let list = |path: &str, depth: &str| {
+        http.propfind(path, depth, &dav::propfind_collections())
+            .map_err(|e| Failure::failed(format!("PROPFIND {path}: {e}")))
+            .and_then(|r| {
+                dav::parse_multistatus(&r.body)
+                    .map_err(|e| Failure::failed(format!("PROPFIND {path}: {e}")))
+            })
+    };
+    for r in list(home, "1")?.responses {
+        let Some(kind) = r.props.kind else { continue };
+        let items = list(&r.href, "1")?.responses.len().saturating_sub(1);
+        let what = match kind {
+            dav::CollectionKind::Calendar => "calendar",
+            dav::CollectionKind::Addressbook => "address book",
+        };
+        println!(
+            "   {:<12} {:<44} {items:>3} items",
+            what,
+            r.props.display_name.unwrap_or(r.href)
+        );
+    }
+    Ok(())
 }
 
 fn print_mailbox(imap: &mut crate::sandbox::raw_imap::RawImap) -> Result<(), Failure> {

@@ -104,3 +104,57 @@ pub fn seed(imap: &mut RawImap, separator: char) -> Result<usize, ImapError> {
     }
     Ok(DEMO_MESSAGES.len())
 }
+
+/// The demo calendar's objects: a weekly meeting with a moved occurrence,
+/// an alarm and attendees; a lunch; a task.
+pub const DEMO_EVENTS: &[(&str, &[u8])] = &[
+    (
+        "reunion-hebdo.ics",
+        include_bytes!("../../fixtures/demo/reunion-hebdo.ics"),
+    ),
+    (
+        "dejeuner.ics",
+        include_bytes!("../../fixtures/demo/dejeuner.ics"),
+    ),
+    (
+        "tache-devis.ics",
+        include_bytes!("../../fixtures/demo/tache-devis.ics"),
+    ),
+];
+
+/// The demo address book: a vCard 3.0 and a vCard 4.0 with a photo.
+pub const DEMO_CARDS: &[(&str, &[u8])] = &[
+    ("bob.vcf", include_bytes!("../../fixtures/demo/bob.vcf")),
+    ("zoe.vcf", include_bytes!("../../fixtures/demo/zoe.vcf")),
+];
+
+/// Creates the demo calendar `travail/` and address book `contacts/` under
+/// `home` (e.g. `/alice%40example.org/`) and fills them; returns the number
+/// of items the server accepted.
+pub fn seed_dav(
+    http: &super::raw_http::RawHttp,
+    home: &str,
+) -> Result<usize, super::raw_http::HttpError> {
+    use super::dav_seed::{SeedItem, make_addressbook, make_calendar, put_items};
+    let items = |list: &[(&str, &[u8])]| -> Vec<SeedItem> {
+        list.iter()
+            .map(|(name, bytes)| SeedItem {
+                name: (*name).to_string(),
+                bytes: bytes.to_vec(),
+            })
+            .collect()
+    };
+    let cal = format!("{home}travail/");
+    let book = format!("{home}contacts/");
+    make_calendar(http, &cal, "Travail", "#e66100ff")?;
+    make_addressbook(http, &book, "Contacts")?;
+    let n = put_items(
+        http,
+        &cal,
+        "text/calendar; charset=utf-8",
+        &items(DEMO_EVENTS),
+    )?
+    .len()
+        + put_items(http, &book, "text/vcard; charset=utf-8", &items(DEMO_CARDS))?.len();
+    Ok(n)
+}
