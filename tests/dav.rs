@@ -477,10 +477,15 @@ const CYRUS_UID_CONFLICT: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:error xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><C:unique-scheduling-object-resource><D:href>/dav/calendars/user/alice@example.org/Default/dup.ics</D:href></C:unique-scheduling-object-resource></D:error>
 "#;
 
-/// Starts the proxy; returns its port and the count of refusals sent.
-async fn uid_refusing_proxy(
+/// What the proxy answers instead of the server: status line and body.
+type Refusal = (&'static str, &'static str);
+
+/// Starts a proxy in front of `upstream` that answers a request for which
+/// `rule(head, body)` gives a refusal itself, and passes the others
+/// through; returns its port and the count of refusals sent.
+async fn refusing_proxy(
     upstream: u16,
-    refused_uid: &'static str,
+    rule: fn(&str, &[u8]) -> Option<Refusal>,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -526,16 +531,11 @@ async fn uid_refusing_proxy(
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = &buf[head_end..];
-                let uid_line = format!("UID:{refused_uid}\r\n");
-                if head.starts_with("PUT ")
-                    && body
-                        .windows(uid_line.len())
-                        .any(|w| w == uid_line.as_bytes())
-                {
+                if let Some((status, text)) = rule(&head, body) {
                     count.fetch_add(1, Ordering::SeqCst);
                     let answer = format!(
-                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{CYRUS_UID_CONFLICT}",
-                        CYRUS_UID_CONFLICT.len()
+                        "HTTP/1.1 {status}\r\nContent-Type: application/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        text.len()
                     );
                     let _ = client.write_all(answer.as_bytes()).await;
                     return;
@@ -567,6 +567,21 @@ async fn uid_refusing_proxy(
     (port, refusals)
 }
 
+/// A daemon configuration whose `[dav]` goes through the proxy.
+fn through_proxy(
+    sandbox: &Sandbox,
+    dir: &Path,
+    proxy: u16,
+) -> mailrestore::sandbox::daemon::DaemonFiles {
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let f = write_config(sandbox, dir, "").unwrap();
+    let config = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace(&radicale.url, &format!("http://127.0.0.1:{proxy}"));
+    std::fs::write(&f.config, config).unwrap();
+    f
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_item_whose_uid_the_server_refuses_comes_back_with_a_derived_uid() {
     let sandbox = dav_sandbox();
@@ -588,13 +603,14 @@ async fn an_item_whose_uid_the_server_refuses_comes_back_with_a_derived_uid() {
     assert_eq!(put_items(&http, &path, CAL, &seed).unwrap().len(), 3);
     let original = items(&http, &path);
 
-    let (proxy, refusals) = uid_refusing_proxy(radicale.port, "dup-uid@test").await;
+    let (proxy, refusals) = refusing_proxy(radicale.port, |head, body| {
+        let uid = b"UID:dup-uid@test\r\n";
+        (head.starts_with("PUT ") && body.windows(uid.len()).any(|w| w == uid))
+            .then_some(("403 Forbidden", CYRUS_UID_CONFLICT))
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let f = write_config(&sandbox, dir.path(), "").unwrap();
-    let config = std::fs::read_to_string(&f.config)
-        .unwrap()
-        .replace(&radicale.url, &format!("http://127.0.0.1:{proxy}"));
-    std::fs::write(&f.config, config).unwrap();
+    let f = through_proxy(&sandbox, dir.path(), proxy);
     let _daemon = serve(&f);
     let api = ApiClient::new(&f.socket);
     let point = snapshot_job(&api, ALICE).await["point"]
@@ -751,4 +767,209 @@ async fn xandikos_calendars_and_contacts_come_back_too() {
         items(&http, cal).is_empty(),
         "the live calendar was touched"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_the_server_refuses_is_reported_and_the_others_come_back() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}mix/");
+    assert_eq!(
+        make_calendar(&http, &path, "Mix", "#000000ff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = ["one", "too-big", "two", "full"]
+        .iter()
+        .map(|u| SeedItem {
+            name: format!("{u}.ics"),
+            bytes: event(&format!("{u}@test"), u),
+        })
+        .collect();
+    assert_eq!(put_items(&http, &path, CAL, &seed).unwrap().len(), 4);
+    let original = items(&http, &path);
+    // 413 for one item, 507 (quota) for another, on their restore only.
+    let (proxy, refusals) = refusing_proxy(radicale.port, |head, _| {
+        let restored = head.starts_with("PUT ") && head.contains("-restored-");
+        if restored && head.contains("/too-big.ics ") {
+            Some(("413 Payload Too Large", "<html>too large</html>"))
+        } else if restored && head.contains("/full.ics ") {
+            Some(("507 Insufficient Storage", ""))
+        } else {
+            None
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = through_proxy(&sandbox, dir.path(), proxy);
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let warnings = job["warnings"].to_string();
+    assert!(
+        warnings.contains("too-big.ics") && warnings.contains("413"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("full.ics") && warnings.contains("507"),
+        "{warnings}"
+    );
+    assert_eq!(job["progress"]["items"]["done"], 2, "{job}");
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    let restored = items(&http, &target);
+    assert_eq!(restored.keys().collect::<Vec<_>>(), ["one.ics", "two.ics"]);
+    for (name, bytes) in &restored {
+        assert_eq!(bytes, &original[name], "{name}");
+    }
+}
+
+/// Runs the `mailrestore` binary on `f`'s configuration.
+fn cli(f: &mailrestore::sandbox::daemon::DaemonFiles, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mailrestore"))
+        .arg("--config")
+        .arg(&f.config)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run mailrestore")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_and_verify_keep_every_item_of_the_points_kept() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}keep/");
+    assert_eq!(
+        make_calendar(&http, &path, "Keep", "#010203ff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = (0..6)
+        .map(|i| SeedItem {
+            name: format!("k{i}.ics"),
+            bytes: event(&format!("k{i}@test"), &format!("Keep {i}")),
+        })
+        .collect();
+    put_items(&http, &path, CAL, &seed).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    // Keep only the newest point.
+    let f = write_config(
+        &sandbox,
+        dir.path(),
+        "\n[retention]\nhourly = 0\ndaily = 0\nweekly = 0\nmonthly = 0\n",
+    )
+    .unwrap();
+    let daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    snapshot_job(&api, ALICE).await;
+    // Between the points: one item deleted (its blob only the old point
+    // holds), one added.
+    let r = http
+        .request("DELETE", &format!("{path}k0.ics"), &[], b"")
+        .unwrap();
+    assert!(matches!(r.status, 200 | 204));
+    let r = http
+        .request(
+            "PUT",
+            &format!("{path}k9.ics"),
+            &[("Content-Type", CAL)],
+            &event("k9@test", "New"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let at_second = items(&http, &path);
+    let second = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(daemon);
+
+    let out = cli(&f, &["prune"]);
+    assert!(
+        out.status.success(),
+        "prune: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&f, &["verify", "--read-data"]);
+    assert!(
+        out.status.success(),
+        "verify after prune: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _daemon = serve(&f);
+    let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
+    assert_eq!(points["points"].as_array().unwrap().len(), 1, "{points}");
+    assert_eq!(points["points"][0]["id"], second.as_str());
+    // Everything live goes, then the kept point comes back whole.
+    for name in at_second.keys() {
+        http.request("DELETE", &format!("{path}{name}"), &[], b"")
+            .unwrap();
+    }
+    let job = wait_job(&api, &start_restore(&api, ALICE, &second, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    assert_eq!(items(&http, &target), at_second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_sync_token_falls_back_to_etags_and_fetches_only_changes() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}etag/");
+    assert_eq!(
+        make_calendar(&http, &path, "ETag", "#040506ff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = (0..10)
+        .map(|i| SeedItem {
+            name: format!("e{i}.ics"),
+            bytes: event(&format!("e{i}@test"), &format!("E {i}")),
+        })
+        .collect();
+    put_items(&http, &path, CAL, &seed).unwrap();
+    // Every sync-collection REPORT is answered as a server that lost the
+    // token does (RFC 6578 §3.2).
+    let (proxy, refusals) = refusing_proxy(radicale.port, |head, _| {
+        head.starts_with("REPORT ").then_some((
+            "403 Forbidden",
+            r#"<?xml version="1.0" encoding="utf-8"?><D:error xmlns:D="DAV:"><D:valid-sync-token/></D:error>"#,
+        ))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = through_proxy(&sandbox, dir.path(), proxy);
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    snapshot_job(&api, ALICE).await;
+    let r = http
+        .request(
+            "PUT",
+            &format!("{path}e10.ics"),
+            &[("Content-Type", CAL)],
+            &event("e10@test", "New"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let gets = || radicale.log().matches("GET request for").count();
+    let before = gets();
+    let job = snapshot_job(&api, ALICE).await;
+    assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(gets() - before, 1, "only the new item is fetched");
+    let point = job["point"].as_str().unwrap().to_string();
+    let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
+    assert_eq!(points["points"][0]["id"], point.as_str());
+    assert_eq!(points["points"][0]["calendars"]["items"], 11, "{points}");
 }
