@@ -461,6 +461,31 @@ mod tests {
         assert_eq!(b.socket, Some(PathBuf::from("/s")));
     }
 
+    /// The completion files shipped in `dist/completions/` are what the
+    /// CLI generates (`UPDATE_GOLDEN=1` rewrites them).
+    #[test]
+    fn packaged_completions_match_the_command_line() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/completions");
+        for (shell, file) in [
+            (clap_complete::Shell::Bash, "mailrestore.bash"),
+            (clap_complete::Shell::Zsh, "_mailrestore"),
+            (clap_complete::Shell::Fish, "mailrestore.fish"),
+        ] {
+            let mut generated = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mailrestore", &mut generated);
+            let path = dir.join(file);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &generated).unwrap();
+            }
+            let shipped = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                shipped == generated,
+                "{} is out of date: run UPDATE_GOLDEN=1 cargo test --lib packaged_completions",
+                path.display()
+            );
+        }
+    }
+
     #[test]
     fn percent_encoding_keeps_unreserved_only() {
         assert_eq!(percent_encode("alice@example.org"), "alice%40example.org");
