@@ -8,7 +8,11 @@
 //!    take longer than the bench itself), and copies that Maildir aside as
 //!    the source of `doveadm import`;
 //! 2. takes a restore point with the daemon (in-process, driven through its
-//!    socket as the panel does), timed from POST to `succeeded`;
+//!    socket as the panel does), timed from POST to `succeeded`, and backs up
+//!    the same Maildir with `restic` (the snapshot-side peer); then appends
+//!    1% new messages to a folder of their own and times an incremental
+//!    point and an incremental restic backup, and the state directory's size
+//!    against the mailbox's;
 //! 3. then, in each round, restores it the same way into a new dated folder
 //!    (and once more with scope `inbox`: the biggest folder alone, on one
 //!    connection, which bounds a restore that spreads folders over
@@ -168,6 +172,22 @@ struct Memory {
     peak: u64,
 }
 
+/// The snapshot side beyond the first point: an incremental point after 1%
+/// new mail, and restic (the snapshot-side peer) backing up the same
+/// Maildir, full then incremental.
+struct Incremental {
+    /// Messages appended between the two points, and their bytes.
+    added: (u64, u64),
+    /// The incremental point's time.
+    secs: Duration,
+    /// State directory after the first point, and what the second added.
+    state_first: u64,
+    state_growth: u64,
+    restic_full: Duration,
+    restic_incremental: Duration,
+    restic_repo: u64,
+}
+
 struct Report {
     fsync: bool,
     seeded: Seeded,
@@ -176,6 +196,7 @@ struct Report {
     snapshot_cpu: Duration,
     snapshot_host_busy: f64,
     snapshot_memory: Memory,
+    incremental: Incremental,
     store_bytes: u64,
     restore_memory: Vec<Memory>,
     runs: Vec<(Tool, Run)>,
@@ -301,6 +322,44 @@ impl Report {
             "load average at each round's start: {}",
             self.loads.join(" | ")
         );
+        let inc = &self.incremental;
+        let (msgs, mb) = (
+            self.seeded.messages() as f64,
+            self.seeded.bytes() as f64 / 1e6,
+        );
+        println!(
+            "\nsnapshot side, {msgs} messages ({mb:.1} MB); restic backs up the same Maildir \
+             (ratio = restic's seconds ÷ mailrestore's, above 1 mailrestore is faster):"
+        );
+        println!(
+            "  full point:        {:>7.2} s  {:>6.0} msg/s {:>6.1} MB/s   restic backup {:>7.2} s  ratio {:.2}×",
+            self.snapshot.as_secs_f64(),
+            msgs / self.snapshot.as_secs_f64(),
+            mb / self.snapshot.as_secs_f64(),
+            inc.restic_full.as_secs_f64(),
+            inc.restic_full.as_secs_f64() / self.snapshot.as_secs_f64()
+        );
+        let all = msgs + inc.added.0 as f64;
+        println!(
+            "  incremental point: {:>7.2} s  {:>6.0} msg/s {:>6.1} MB/s   restic backup {:>7.2} s  ratio {:.2}×  \
+             (+{} new messages, {:.1} MB; msg/s and MB/s over the whole mailbox)",
+            inc.secs.as_secs_f64(),
+            all / inc.secs.as_secs_f64(),
+            (mb + inc.added.1 as f64 / 1e6) / inc.secs.as_secs_f64(),
+            inc.restic_incremental.as_secs_f64(),
+            inc.restic_incremental.as_secs_f64() / inc.secs.as_secs_f64(),
+            inc.added.0,
+            inc.added.1 as f64 / 1e6,
+        );
+        println!(
+            "  state dir after the first point: {:.1} MB for {mb:.1} MB of mail ({:.0}%); \
+             the incremental point added {:.1} KB for {:.1} KB of new mail; restic's repository: {:.1} MB",
+            inc.state_first as f64 / 1e6,
+            inc.state_first as f64 / 1e6 / mb * 100.0,
+            inc.state_growth as f64 / 1e3,
+            inc.added.1 as f64 / 1e3,
+            inc.restic_repo as f64 / 1e6
+        );
         println!(
             "\nrestore point store size: {:.1} MB (packs and index) for {:.1} MB of mail",
             self.store_bytes as f64 / 1e6,
@@ -417,6 +476,7 @@ fn run(rt: &Runtime, n: usize, rounds: usize, fsync: bool) -> anyhow::Result<Rep
     };
     ensure!(job["state"] == "succeeded", "the snapshot failed: {job}");
     println!("{:.2}s", snapshot.as_secs_f64());
+    let incremental = incremental(rt, &api, &sandbox, d, &files.state_dir, n)?;
     let bench = Bench {
         rt,
         sandbox: &sandbox,
@@ -469,6 +529,7 @@ fn run(rt: &Runtime, n: usize, rounds: usize, fsync: bool) -> anyhow::Result<Rep
         snapshot_cpu,
         snapshot_host_busy,
         snapshot_memory,
+        incremental,
         restore_memory,
         runs,
         loads,
@@ -649,6 +710,83 @@ fn seed(d: &Dovecot, n: usize) -> anyhow::Result<Seeded> {
     }
     imap.logout()?;
     Ok(seeded)
+}
+
+/// restic (the snapshot-side peer) on the seeded Maildir, full; then 1%
+/// new messages in a folder of their own (the restore rounds do not look
+/// at it), the incremental point, and restic again.
+fn incremental(
+    rt: &Runtime,
+    api: &ApiClient,
+    sandbox: &Sandbox,
+    d: &Dovecot,
+    state_dir: &Path,
+    n: usize,
+) -> anyhow::Result<Incremental> {
+    let repo = sandbox.root().join("restic-repo");
+    let restic = |args: &[&str]| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let out = Command::new("restic")
+            .args(["--repo"])
+            .arg(&repo)
+            .args(["--quiet", "--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD", "bench")
+            .output()
+            .context("running restic (package restic)")?;
+        ensure!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(started.elapsed())
+    };
+    restic(&["init"])?;
+    let maildir = d.mail_dir(USER).display().to_string();
+    settle_disk()?;
+    print!("restic backup (full)… ");
+    let restic_full = restic(&["backup", &maildir])?;
+    println!("{:.2}s", restic_full.as_secs_f64());
+
+    let mut imap = d.login_master(USER)?;
+    imap.create("Incoming")?;
+    let mut rng = Rng(0x1c4e_3e47 ^ n as u64);
+    let mut added = (0u64, 0u64);
+    for i in 0..(n / 100).max(1) {
+        let (message, _) = message(&mut rng, 1_000_000 + i as u64, "Incoming");
+        imap.append("Incoming", &[], None, &message)?;
+        added.0 += 1;
+        added.1 += message.len() as u64;
+    }
+    imap.logout()?;
+    let state_first = du(state_dir);
+    settle_disk()?;
+    print!("taking an incremental point… ");
+    let started = Instant::now();
+    let job = rt.block_on(async {
+        let r = api.post("/v1/snapshots", &json!({"user": USER})).await?;
+        wait_job(api, &r["jobs"][0]).await
+    })?;
+    let secs = started.elapsed();
+    ensure!(
+        job["state"] == "succeeded",
+        "the incremental snapshot failed: {job}"
+    );
+    println!("{:.2}s", secs.as_secs_f64());
+    let state_growth = du(state_dir).saturating_sub(state_first);
+    settle_disk()?;
+    print!("restic backup (incremental)… ");
+    let restic_incremental = restic(&["backup", &maildir])?;
+    println!("{:.2}s", restic_incremental.as_secs_f64());
+    Ok(Incremental {
+        added,
+        secs,
+        state_first,
+        state_growth,
+        restic_full,
+        restic_incremental,
+        restic_repo: du(&repo),
+    })
 }
 
 /// A small, fast PRNG (xorshift64*): the same mailbox on every run.
