@@ -531,8 +531,13 @@ async fn refusing_proxy(
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = &buf[head_end..];
-                if let Some((status, text)) = rule(&head, body) {
+                let action = rule(&head, body);
+                if action.is_some() {
                     count.fetch_add(1, Ordering::SeqCst);
+                }
+                let forwards =
+                    |status: &str| status.starts_with("after-forward ") || status == "truncate";
+                if let Some((status, text)) = action.filter(|(status, _)| !forwards(status)) {
                     let answer = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: application/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                         text.len()
@@ -556,6 +561,20 @@ async fn refusing_proxy(
                 let _ = up.write_all(body).await;
                 let mut answer = Vec::new();
                 let _ = up.read_to_end(&mut answer).await;
+                match action {
+                    // The server did it; the client is told it failed.
+                    Some((status, _)) if status.starts_with("after-forward ") => {
+                        let answer = format!(
+                            "HTTP/1.1 {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            &status["after-forward ".len()..]
+                        );
+                        let _ = client.write_all(answer.as_bytes()).await;
+                        return;
+                    }
+                    // RFC 6578 §3.6: the answer says it is truncated.
+                    Some(("truncate", _)) => answer = truncated(&head, &answer),
+                    _ => {}
+                }
                 // Tell the client this connection ends here.
                 if let Some(i) = answer.windows(2).position(|w| w == b"\r\n") {
                     answer.splice(i + 2..i + 2, b"Connection: close\r\n".iter().copied());
@@ -565,6 +584,40 @@ async fn refusing_proxy(
         }
     });
     (port, refusals)
+}
+
+/// A multistatus answer with a `507` response for the request's own path
+/// added, as a server that truncates a sync report says it.
+fn truncated(request_head: &str, answer: &[u8]) -> Vec<u8> {
+    let path = request_head.split(' ').nth(1).unwrap_or("/");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |i| i + 4);
+    let (head, body) = answer.split_at(split);
+    let body = String::from_utf8_lossy(body);
+    let Some(end) = body.rfind("</") else {
+        return answer.to_vec();
+    };
+    let prefix = body[end + 2..]
+        .split(':')
+        .next()
+        .filter(|p| !p.contains('>'));
+    let tag = |t: &str| prefix.map_or(t.to_string(), |p| format!("{p}:{t}"));
+    let body = format!(
+        "{}<{r}><{h}>{path}</{h}><{st}>HTTP/1.1 507 Insufficient Storage</{st}></{r}>{}",
+        &body[..end],
+        &body[end..],
+        r = tag("response"),
+        h = tag("href"),
+        st = tag("status"),
+    );
+    let head: String = String::from_utf8_lossy(head)
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
 /// A daemon configuration whose `[dav]` goes through the proxy.
@@ -634,14 +687,21 @@ async fn an_item_whose_uid_the_server_refuses_comes_back_with_a_derived_uid() {
     let dup = String::from_utf8_lossy(&restored["dup-uid.ics"]).to_string();
     assert!(dup.contains("UID:dup-uid@test-restored-"), "{dup}");
     assert!(dup.contains("SUMMARY:Point dup-uid"), "{dup}");
-    // The copy differs from the original by its UID line alone.
+    // The copy differs from the original by its UID, and by
+    // SCHEDULE-AGENT=CLIENT on its organizer and attendee, which keeps a
+    // server that schedules implicitly from inviting anyone to the copy.
+    let unfold = |s: &str| s.replace("\r\n ", "").replace("\n ", "");
+    let dup = unfold(&dup);
+    let orig = unfold(&String::from_utf8_lossy(&original["dup-uid.ics"]));
+    assert_eq!(dup.matches("SCHEDULE-AGENT=CLIENT").count(), 2, "{dup}");
     let strip = |s: &str| -> Vec<String> {
         s.lines()
-            .filter(|l| !l.starts_with("UID:"))
+            .filter(|l| {
+                !l.starts_with("UID:") && !l.starts_with("ORGANIZER") && !l.starts_with("ATTENDEE")
+            })
             .map(str::to_string)
             .collect()
     };
-    let orig = String::from_utf8_lossy(&original["dup-uid.ics"]).to_string();
     assert_eq!(strip(&dup), strip(&orig));
 }
 
@@ -770,7 +830,7 @@ async fn xandikos_calendars_and_contacts_come_back_too() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_item_the_server_refuses_is_reported_and_the_others_come_back() {
+async fn a_refused_item_is_reported_and_a_full_storage_fails_the_job_keeping_what_came_back() {
     let sandbox = dav_sandbox();
     let radicale = sandbox.radicale.as_ref().unwrap();
     let http = radicale.user_client(ALICE);
@@ -780,7 +840,7 @@ async fn an_item_the_server_refuses_is_reported_and_the_others_come_back() {
         make_calendar(&http, &path, "Mix", "#000000ff").unwrap(),
         201
     );
-    let seed: Vec<SeedItem> = ["one", "too-big", "two", "full"]
+    let seed: Vec<SeedItem> = ["one", "too-big", "two", "zz-full"]
         .iter()
         .map(|u| SeedItem {
             name: format!("{u}.ics"),
@@ -789,12 +849,14 @@ async fn an_item_the_server_refuses_is_reported_and_the_others_come_back() {
         .collect();
     assert_eq!(put_items(&http, &path, CAL, &seed).unwrap().len(), 4);
     let original = items(&http, &path);
-    // 413 for one item, 507 (quota) for another, on their restore only.
+    // 413 for one item (reported, the others go on), then 507 for the last
+    // (the user's storage is full: the job fails, keeping what it made), on
+    // their restore only.
     let (proxy, refusals) = refusing_proxy(radicale.port, |head, _| {
         let restored = head.starts_with("PUT ") && head.contains("-restored-");
         if restored && head.contains("/too-big.ics ") {
             Some(("413 Payload Too Large", "<html>too large</html>"))
-        } else if restored && head.contains("/full.ics ") {
+        } else if restored && head.contains("/zz-full.ics ") {
             Some(("507 Insufficient Storage", ""))
         } else {
             None
@@ -810,15 +872,19 @@ async fn an_item_the_server_refuses_is_reported_and_the_others_come_back() {
         .unwrap()
         .to_string();
     let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "over_quota", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("zz-full.ics"),
+        "{job}"
+    );
     assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 2);
     let warnings = job["warnings"].to_string();
     assert!(
         warnings.contains("too-big.ics") && warnings.contains("413"),
-        "{warnings}"
-    );
-    assert!(
-        warnings.contains("full.ics") && warnings.contains("507"),
         "{warnings}"
     );
     assert_eq!(job["progress"]["items"]["done"], 2, "{job}");
@@ -972,4 +1038,115 @@ async fn a_refused_sync_token_falls_back_to_etags_and_fetches_only_changes() {
     let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
     assert_eq!(points["points"][0]["id"], point.as_str());
     assert_eq!(points["points"][0]["calendars"]["items"], 11, "{points}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collection_made_by_a_request_whose_answer_was_lost_is_adopted() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}lost/");
+    assert_eq!(
+        make_calendar(&http, &path, "Lost", "#0a0b0cff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = (0..3)
+        .map(|i| SeedItem {
+            name: format!("l{i}.ics"),
+            bytes: event(&format!("l{i}@test"), &format!("L {i}")),
+        })
+        .collect();
+    put_items(&http, &path, CAL, &seed).unwrap();
+    let original = items(&http, &path);
+    // The first MKCALENDAR of the restore reaches Radicale, which creates
+    // the calendar, but its answer is lost (504 from a proxy): the retry
+    // finds it there (Radicale says 409) and must adopt it.
+    static ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let (proxy, lost) = refusing_proxy(radicale.port, |head, _| {
+        (head.starts_with("MKCALENDAR ") && !ONCE.swap(true, std::sync::atomic::Ordering::SeqCst))
+            .then_some(("after-forward 504 Gateway Timeout", ""))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = through_proxy(&sandbox, dir.path(), proxy);
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(lost.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    assert_eq!(items(&http, &target), original);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_sync_report_is_followed_to_its_end() {
+    let sandbox = dav_sandbox();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let http = radicale.user_client(ALICE);
+    let home = home();
+    let path = format!("{home}trunc/");
+    assert_eq!(
+        make_calendar(&http, &path, "Trunc", "#0d0e0fff").unwrap(),
+        201
+    );
+    let seed: Vec<SeedItem> = (0..4)
+        .map(|i| SeedItem {
+            name: format!("t{i}.ics"),
+            bytes: event(&format!("t{i}@test"), &format!("T {i}")),
+        })
+        .collect();
+    put_items(&http, &path, CAL, &seed).unwrap();
+    // Each first sync report of a snapshot says it is truncated.
+    static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    let (proxy, truncations) = refusing_proxy(radicale.port, |head, _| {
+        (head.starts_with("REPORT ") && FIRST.swap(false, std::sync::atomic::Ordering::SeqCst))
+            .then_some(("truncate", ""))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = through_proxy(&sandbox, dir.path(), proxy);
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    snapshot_job(&api, ALICE).await;
+    // Changes between the points: one new, one deleted.
+    let r = http
+        .request(
+            "PUT",
+            &format!("{path}t9.ics"),
+            &[("Content-Type", CAL)],
+            &event("t9@test", "New"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let r = http
+        .request("DELETE", &format!("{path}t0.ics"), &[], b"")
+        .unwrap();
+    assert!(matches!(r.status, 200 | 204));
+    let live = items(&http, &path);
+    let reports = || radicale.log().matches("REPORT request for").count();
+    let before = reports();
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(truncations.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        reports() - before,
+        2,
+        "the truncated report is asked again from its token"
+    );
+    // The point holds exactly the live calendar.
+    for name in live.keys() {
+        http.request("DELETE", &format!("{path}{name}"), &[], b"")
+            .unwrap();
+    }
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    assert_eq!(items(&http, &target), live);
 }

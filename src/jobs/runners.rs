@@ -169,6 +169,11 @@ impl Runner for SnapshotRunner {
             };
             ticker.abort();
             publish(&ctx, &progress);
+            let warnings =
+                std::mem::take(&mut *progress.warnings.lock().unwrap_or_else(|p| p.into_inner()));
+            if !warnings.is_empty() {
+                let _ = ctx.update(|j| j.warnings.extend(warnings));
+            }
             let outcome = result.map_err(|e| e.to_job_error())?;
             ctx.update(|j| {
                 j.point = Some(outcome.generation.id.to_string());

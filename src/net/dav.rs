@@ -44,6 +44,16 @@ pub enum DavError {
         /// The request URL.
         url: String,
     },
+    /// The server forbids the account something (403).
+    #[error("DAV server forbids {user} {method} {url} (403)")]
+    Forbidden {
+        /// The account.
+        user: String,
+        /// The method.
+        method: String,
+        /// The request URL.
+        url: String,
+    },
     /// An unexpected status.
     #[error("DAV {method} {url} answered {status}: {body}")]
     Status {
@@ -86,6 +96,7 @@ impl DavError {
         match self {
             DavError::Unreachable { .. } => "dav_server_down",
             DavError::Unauthorized { .. } => "dav_login_failed",
+            DavError::Forbidden { .. } => "dav_forbidden",
             DavError::Status { status: 507, .. } => "dav_over_quota",
             _ => "dav_error",
         }
@@ -131,6 +142,11 @@ pub enum PutOutcome {
         /// The body's start.
         body: String,
     },
+    /// The user's storage is full (507): nothing more fits.
+    OverQuota {
+        /// The body's start.
+        body: String,
+    },
     /// The server refuses this item (malformed, too large, …).
     Refused {
         /// The status.
@@ -159,7 +175,9 @@ impl DavClient {
             .map_err(|e| DavError::Setup(e.to_string()))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
-            .timeout(cfg.timeout)
+            // Per read, not for the whole exchange: a big listing or item
+            // may take longer than `timeout` to arrive, steadily.
+            .read_timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(30)))
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(8)
@@ -180,7 +198,10 @@ impl DavClient {
         Ok(dav::href::principal_url(&self.base, &self.principal, user)?)
     }
 
-    /// Sends one request; retries an idempotent one that failed on the way.
+    /// Sends one request; retries one that failed on the way. Every request
+    /// the daemon sends is safe to repeat: PROPFIND, REPORT and GET read,
+    /// and a repeated PUT (`If-None-Match: *`) or MKCALENDAR/MKCOL finds its
+    /// first attempt, which the callers settle.
     pub async fn send(
         &self,
         method: Method,
@@ -306,9 +327,9 @@ impl DavClient {
                 Ok((!missing).then_some(ms))
             }
             404 | 410 => Ok(None),
-            403 => Err(DavError::Unauthorized {
+            403 => Err(DavError::Forbidden {
                 user: self.user.clone(),
-                status: 403,
+                method: "PROPFIND".into(),
                 url: url.to_string(),
             }),
             _ => Err(Self::status_error("PROPFIND", url, &r)),
@@ -339,7 +360,8 @@ impl DavClient {
             // RFC 6578 §3.2: an invalid token is 403/409 with
             // `valid-sync-token`; servers without the report say 400/403/
             // 405/501. Either way: fall back to ETags.
-            400 | 403 | 405 | 409 | 412 | 415 | 501 => Ok(None),
+            // A server error on the report: the listing may still work.
+            400 | 403 | 405 | 409 | 412 | 415 | 500..=599 => Ok(None),
             _ => Err(Self::status_error("REPORT", url, &r)),
         }
     }
@@ -394,7 +416,8 @@ impl DavClient {
                 body: r.snippet(),
             },
             412 => PutOutcome::Exists,
-            400 | 403 | 409 | 413 | 415 | 422 | 507 => PutOutcome::Refused {
+            507 => PutOutcome::OverQuota { body: r.snippet() },
+            400 | 403 | 409 | 413 | 415 | 422 => PutOutcome::Refused {
                 status: r.status,
                 body: r.snippet(),
             },
@@ -402,14 +425,16 @@ impl DavClient {
         })
     }
 
-    /// MKCALENDAR or extended MKCOL: `Ok(false)` when something already
-    /// is at `url` (405).
+    /// MKCALENDAR or extended MKCOL: `Ok(None)` when created, else the
+    /// refusal (405 from SabreDAV-style servers, 409 from Radicale and 403
+    /// from Cyrus when something is already there; 4xx for a property the
+    /// server does not take).
     pub async fn make_collection(
         &self,
         url: &Url,
         kind: dav::CollectionKind,
         props: &dav::NewCollection,
-    ) -> Result<bool, DavError> {
+    ) -> Result<Option<DavResponse>, DavError> {
         let (method, body) = match kind {
             dav::CollectionKind::Calendar => ("MKCALENDAR", dav::mkcalendar(props)),
             dav::CollectionKind::Addressbook => ("MKCOL", dav::mkcol_addressbook(props)),
@@ -423,10 +448,15 @@ impl DavClient {
             )
             .await?;
         match r.status {
-            200..=299 => Ok(true),
-            405 => Ok(false),
+            200..=299 => Ok(None),
+            400..=499 => Ok(Some(r)),
             _ => Err(Self::status_error(method, url, &r)),
         }
+    }
+
+    /// The message for a refused MKCALENDAR/MKCOL.
+    pub fn refused(method: &str, url: &Url, r: &DavResponse) -> DavError {
+        Self::status_error(method, url, r)
     }
 }
 

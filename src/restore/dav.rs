@@ -143,11 +143,13 @@ pub async fn plan(
             if taken.contains(url.as_str()) {
                 continue;
             }
-            if client
+            // Free when nothing answers as a collection there (some servers
+            // answer a missing path with a 207 of 404 propstats).
+            let taken = client
                 .propfind(&url, "0", dav::propfind_collections())
                 .await?
-                .is_none()
-            {
+                .is_some_and(|ms| ms.responses.iter().any(|r| r.props.is_collection));
+            if !taken {
                 break url;
             }
         };
@@ -180,44 +182,66 @@ pub async fn create(
         description: c.description.clone(),
         components: c.components.clone(),
     };
-    let made = match client.make_collection(&url, p.kind, &props).await {
-        Ok(made) => made,
-        // A server that refuses one of the properties: the collection with
-        // its name alone, and a warning.
-        Err(DavError::Status { status, body, .. })
-            if matches!(status, 400 | 403 | 409 | 415 | 422) =>
-        {
-            let plain = dav::NewCollection {
-                display_name: p.display_name.clone(),
-                ..Default::default()
-            };
-            let made = client.make_collection(&url, p.kind, &plain).await?;
-            shared.warn(format!(
-                "{}: created without its colour, description or component set (the server answered {status}: {body})",
-                p.display_name
-            ));
-            made
-        }
-        Err(e) => return Err(e.into()),
+    let method = match p.kind {
+        CollectionKind::Calendar => "MKCALENDAR",
+        CollectionKind::Addressbook => "MKCOL",
     };
-    if made {
+    let Some(refused) = client.make_collection(&url, p.kind, &props).await? else {
         return Ok(());
+    };
+    // Something may already be there: ours, from an attempt that died (or
+    // a retried request whose first try landed) before the journal said so,
+    // which has our display name. Servers say so with 405, 409 or 403.
+    if let Some(ours) = existing_is_ours(client, &url, p).await? {
+        return if ours {
+            Ok(())
+        } else {
+            Err(RestoreError::TargetChanged(format!(
+                "{} appeared before this restore could create it",
+                p.url
+            )))
+        };
     }
-    // 405: something is there. Ours, from an attempt that died before the
-    // journal said so, has our display name.
-    let ours = client
-        .propfind(&url, "0", dav::propfind_collections())
+    // Nothing there: the server refused a property. The collection with its
+    // name alone, and a warning.
+    let plain = dav::NewCollection {
+        display_name: p.display_name.clone(),
+        ..Default::default()
+    };
+    if let Some(again) = client.make_collection(&url, p.kind, &plain).await? {
+        if existing_is_ours(client, &url, p).await? == Some(true) {
+            return Ok(());
+        }
+        return Err(DavClient::refused(method, &url, &again).into());
+    }
+    shared.warn(format!(
+        "{}: created without its colour, description or component set (the server answered {}: {})",
+        p.display_name,
+        refused.status,
+        refused.snippet()
+    ));
+    Ok(())
+}
+
+/// `None` when nothing is at `url`; else whether it is the planned
+/// collection (same display name).
+async fn existing_is_ours(
+    client: &DavClient,
+    url: &Url,
+    p: &PlannedCollection,
+) -> Result<Option<bool>, RestoreError> {
+    let Some(ms) = client
+        .propfind(url, "0", dav::propfind_collections())
         .await?
-        .and_then(|ms| ms.responses.into_iter().next())
-        .is_some_and(|r| r.props.display_name.as_deref() == Some(p.display_name.as_str()));
-    if ours {
-        Ok(())
-    } else {
-        Err(RestoreError::TargetChanged(format!(
-            "{} appeared before this restore could create it",
-            p.url
-        )))
-    }
+    else {
+        return Ok(None);
+    };
+    let Some(r) = ms.responses.into_iter().find(|r| r.props.is_collection) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        r.props.display_name.as_deref() == Some(p.display_name.as_str()),
+    ))
 }
 
 /// PUTs the items of one collection from `journal.done` on.
@@ -247,13 +271,13 @@ pub async fn restore_items(
             ItemResult::Restored => shared.add_items(1),
             ItemResult::NewUid { name, old, new } => {
                 shared.add_items(1);
-                shared.warn(format!(
+                shared.warn_once(format!(
                     "{}: {name} restored with the new UID {new}: the server refused its UID {old}, which another of the user's items holds",
                     p.display_name
                 ));
             }
             ItemResult::Refused { name, why } => {
-                shared.warn(format!(
+                shared.warn_once(format!(
                     "{}: {name} was not restored: {why}",
                     p.display_name
                 ));
@@ -306,8 +330,9 @@ async fn put_item(
     item: &ItemEntry,
     bytes: Bytes,
 ) -> Result<ItemResult, RestoreError> {
+    // `./` keeps a name such as `urn:uuid:1.vcf` a relative path.
     let url = collection
-        .join(&item.name)
+        .join(&format!("./{}", item.name))
         .map_err(|_| dav_href(&item.name))?;
     let content_type = match kind {
         CollectionKind::Calendar => "text/calendar; charset=utf-8",
@@ -316,41 +341,98 @@ async fn put_item(
     let name = percent_encoding::percent_decode_str(&item.name)
         .decode_utf8_lossy()
         .into_owned();
-    match client.put_new(&url, content_type, bytes.clone()).await? {
-        PutOutcome::Created => Ok(ItemResult::Restored),
-        PutOutcome::Exists => settle_existing(client, &url, kind, item, None, name).await,
-        PutOutcome::Refused { status, body } => Ok(ItemResult::Refused {
-            name,
-            why: format!("the server answered {status}: {body}"),
-        }),
-        PutOutcome::UidConflict { status, body } => {
-            let Some(old) = item.uid.clone() else {
-                return Ok(ItemResult::Refused {
-                    name,
-                    why: format!("UID conflict ({status}: {body}) and its UID cannot be read"),
-                });
-            };
-            let new = derived_uid(&old, collection);
-            let Some(rewritten) = rewrite_uid(kind, &bytes, &old, &new) else {
-                return Ok(ItemResult::Refused {
-                    name,
-                    why: format!(
-                        "UID conflict ({status}: {body}) and the item cannot be rewritten"
-                    ),
-                });
-            };
-            match client.put_new(&url, content_type, rewritten.into()).await? {
-                PutOutcome::Created => Ok(ItemResult::NewUid { name, old, new }),
-                PutOutcome::Exists => {
-                    settle_existing(client, &url, kind, item, Some(new), name).await
-                }
-                PutOutcome::UidConflict { status, body } | PutOutcome::Refused { status, body } => {
-                    Ok(ItemResult::Refused {
-                        name,
-                        why: format!("the server answered {status}: {body}, also with a new UID"),
-                    })
+    let over_quota = |body: String| {
+        Err(RestoreError::DavOverQuota(format!(
+            "{name} did not fit: the server answered 507 {body}"
+        )))
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.put_new(&url, content_type, bytes.clone()).await? {
+            PutOutcome::Created => return Ok(ItemResult::Restored),
+            PutOutcome::Exists => {
+                match settle_existing(client, &url, kind, item, None, &name).await? {
+                    Some(r) => return Ok(r),
+                    // 412, then nothing there: a first try still being
+                    // written behind a proxy, or gone again. Once more.
+                    None if tries < 3 => continue,
+                    None => {
+                        return Err(RestoreError::TargetChanged(format!(
+                            "{url} answers 412 to a new item but holds none"
+                        )));
+                    }
                 }
             }
+            PutOutcome::OverQuota { body } => return over_quota(body),
+            PutOutcome::Refused { status, body } => {
+                return Ok(ItemResult::Refused {
+                    name,
+                    why: format!("the server answered {status}: {body}"),
+                });
+            }
+            PutOutcome::UidConflict { status, body } => {
+                return put_with_new_uid(
+                    client,
+                    collection,
+                    &url,
+                    kind,
+                    item,
+                    &bytes,
+                    name,
+                    (status, body),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// The server refused the item's UID: a copy with a derived one.
+#[allow(clippy::too_many_arguments)]
+async fn put_with_new_uid(
+    client: &DavClient,
+    collection: &Url,
+    url: &Url,
+    kind: CollectionKind,
+    item: &ItemEntry,
+    bytes: &[u8],
+    name: String,
+    (status, body): (u16, String),
+) -> Result<ItemResult, RestoreError> {
+    let content_type = match kind {
+        CollectionKind::Calendar => "text/calendar; charset=utf-8",
+        CollectionKind::Addressbook => "text/vcard; charset=utf-8",
+    };
+    let Some(old) = item.uid.clone() else {
+        return Ok(ItemResult::Refused {
+            name,
+            why: format!("UID conflict ({status}: {body}) and its UID cannot be read"),
+        });
+    };
+    let new = derived_uid(&old, collection);
+    let Some(rewritten) = rewrite_uid(kind, bytes, &old, &new) else {
+        return Ok(ItemResult::Refused {
+            name,
+            why: format!("UID conflict ({status}: {body}) and the item cannot be rewritten"),
+        });
+    };
+    match client.put_new(url, content_type, rewritten.into()).await? {
+        PutOutcome::Created => Ok(ItemResult::NewUid { name, old, new }),
+        PutOutcome::Exists => Ok(settle_existing(client, url, kind, item, Some(new), &name)
+            .await?
+            .unwrap_or(ItemResult::Refused {
+                name,
+                why: "the server answers 412 to its copy but holds none".into(),
+            })),
+        PutOutcome::OverQuota { body } => Err(RestoreError::DavOverQuota(format!(
+            "{name} did not fit: the server answered 507 {body}"
+        ))),
+        PutOutcome::UidConflict { status, body } | PutOutcome::Refused { status, body } => {
+            Ok(ItemResult::Refused {
+                name,
+                why: format!("the server answered {status}: {body}, also with a new UID"),
+            })
         }
     }
 }
@@ -363,22 +445,26 @@ async fn settle_existing(
     kind: CollectionKind,
     item: &ItemEntry,
     derived: Option<String>,
-    name: String,
-) -> Result<ItemResult, RestoreError> {
-    let there = client.get(url).await?;
-    let uid = there.as_ref().and_then(|r| item_uid(kind, &r.body));
+    name: &str,
+) -> Result<Option<ItemResult>, RestoreError> {
+    let Some(there) = client.get(url).await? else {
+        return Ok(None);
+    };
+    let uid = item_uid(kind, &there.body);
     let derived = derived.or_else(|| {
         let collection = url.join("./").ok()?;
         item.uid.as_deref().map(|u| derived_uid(u, &collection))
     });
     match (&uid, &item.uid) {
-        (Some(u), Some(o)) if u == o => Ok(ItemResult::Restored),
-        (Some(u), Some(o)) if Some(u) == derived.as_ref() => Ok(ItemResult::NewUid {
-            name,
+        (Some(u), Some(o)) if u == o => Ok(Some(ItemResult::Restored)),
+        (Some(u), Some(o)) if Some(u) == derived.as_ref() => Ok(Some(ItemResult::NewUid {
+            name: name.to_string(),
             old: o.clone(),
             new: u.clone(),
-        }),
-        (None, None) if there.is_some() => Ok(ItemResult::Restored),
+        })),
+        // An item without a readable UID: the collection is ours and names
+        // are unique in it, so what is at its name is what we put there.
+        (_, None) => Ok(Some(ItemResult::Restored)),
         _ => {
             warn!(%url, "a restored collection holds an item this restore did not write");
             Err(RestoreError::TargetChanged(format!(
@@ -403,16 +489,36 @@ pub fn rewrite_uid(kind: CollectionKind, bytes: &[u8], old: &str, new: &str) -> 
     let text = std::str::from_utf8(bytes).ok()?;
     match kind {
         CollectionKind::Calendar => {
-            use calcard::icalendar::{ICalendar, ICalendarProperty, ICalendarValue};
+            use calcard::icalendar::{
+                ICalendar, ICalendarParameter, ICalendarParameterName, ICalendarParameterValue,
+                ICalendarProperty, ICalendarScheduleAgentValue, ICalendarValue,
+            };
             let mut cal = ICalendar::parse(text).ok()?;
             let mut changed = false;
             for comp in &mut cal.components {
+                let ours = comp.uid() == Some(old);
                 for e in &mut comp.entries {
-                    if e.name == ICalendarProperty::Uid
-                        && e.values.first().and_then(|v| v.as_text()) == Some(old)
-                    {
+                    if e.name == ICalendarProperty::Uid && ours {
                         e.values = vec![ICalendarValue::Text(new.to_string())];
                         changed = true;
+                    }
+                    // The copy is a new scheduling object to the server:
+                    // RFC 6638 §7.1 SCHEDULE-AGENT=CLIENT keeps a server
+                    // that schedules implicitly from inviting anyone.
+                    if ours
+                        && matches!(
+                            e.name,
+                            ICalendarProperty::Organizer | ICalendarProperty::Attendee
+                        )
+                    {
+                        e.params
+                            .retain(|p| p.name != ICalendarParameterName::ScheduleAgent);
+                        e.params.push(ICalendarParameter {
+                            name: ICalendarParameterName::ScheduleAgent,
+                            value: ICalendarParameterValue::ScheduleAgent(
+                                ICalendarScheduleAgentValue::Client,
+                            ),
+                        });
                     }
                 }
             }

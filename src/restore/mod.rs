@@ -64,6 +64,9 @@ pub enum RestoreError {
     /// The CalDAV/CardDAV server failed or refused.
     #[error(transparent)]
     Dav(#[from] crate::net::dav::DavError),
+    /// The DAV server's storage for the user is full (507).
+    #[error("the calendar and contact storage is full: {0}")]
+    DavOverQuota(String),
     /// The point holds calendars or contacts but no DAV server is configured.
     #[error(
         "the restore point holds {0} calendars and address books, but no [dav] server is configured to restore them into"
@@ -94,6 +97,7 @@ impl RestoreError {
             RestoreError::Stopped => JobError::new("cancelled", self.to_string()),
             RestoreError::Dav(e) => JobError::new(e.code(), e.to_string()),
             RestoreError::NoDav(_) => JobError::new("dav_not_configured", self.to_string()),
+            RestoreError::DavOverQuota(_) => JobError::new("over_quota", self.to_string()),
             other => JobError::new("internal_error", other.to_string()),
         }
     }

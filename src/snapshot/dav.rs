@@ -54,12 +54,24 @@ pub async fn snapshot_collections(
     progress: &Progress,
 ) -> Result<Vec<CollectionManifest>, SnapshotError> {
     let principal = client.principal_url(user)?;
-    let Some(ms) = client
+    let ms = match client
         .propfind(&principal, "0", dav::propfind_homes())
-        .await?
-    else {
-        info!(user, principal = %principal, "no DAV principal: no calendars or contacts");
-        return Ok(Vec::new());
+        .await
+    {
+        Ok(Some(ms)) => ms,
+        Ok(None) => {
+            info!(user, principal = %principal, "no DAV principal: no calendars or contacts");
+            return Ok(Vec::new());
+        }
+        // A user without a DAV account on servers that say 403 rather
+        // than 404: no calendars or contacts, said on the job.
+        Err(DavError::Forbidden { .. }) => {
+            progress.warn(format!(
+                "the DAV server forbids {principal}: this point holds no calendars or contacts"
+            ));
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e.into()),
     };
     let mut homes = Homes::default();
     for r in &ms.responses {
@@ -85,7 +97,13 @@ pub async fn snapshot_collections(
         };
         for r in ms.responses {
             let Some(kind) = r.props.kind else { continue };
-            let url = homes.resolve(home, &r.href)?;
+            let url = match homes.resolve(home, &r.href) {
+                Ok(url) => url,
+                Err(e) => {
+                    progress.warn(format!("a collection was left out: {e}"));
+                    continue;
+                }
+            };
             if href::same_path(&url, home)
                 || found.iter().any(|f: &Found| href::same_path(&f.url, &url))
             {
@@ -133,12 +151,15 @@ async fn snapshot_collection(
         _ => {
             let synced = match (prev.and_then(|p| p.sync_token.as_deref()), prev) {
                 (Some(token), Some(p)) if f.props.sync_token.is_some() => {
-                    match client.sync_collection(&f.url, token).await? {
-                        Some(ms) => {
-                            if ms.sync_token.is_some() {
-                                sync_token = ms.sync_token.clone();
+                    match sync_all(client, &f, token).await? {
+                        Some((responses, new_token)) => {
+                            if new_token.is_some() {
+                                sync_token = new_token;
                             }
-                            Some(apply_sync(client, homes, &f, p, ms, writer, progress).await?)
+                            Some(
+                                apply_sync(client, homes, &f, p, responses, writer, progress)
+                                    .await?,
+                            )
                         }
                         None => {
                             debug!(collection = %f.url, "sync-token refused: listing ETags");
@@ -170,41 +191,97 @@ async fn snapshot_collection(
     })
 }
 
-/// Applies a sync-collection answer to the previous item list.
+/// Most sync-collection rounds for one collection whose answers the
+/// server truncates (RFC 6578 §3.6) before listing it whole instead.
+const MAX_SYNC_ROUNDS: usize = 50;
+
+/// Everything that changed since `token`, following truncated answers (a
+/// `507` on the collection itself): `None` when the token is refused or
+/// the answers never end, and the caller lists the collection instead.
+async fn sync_all(
+    client: &DavClient,
+    f: &Found,
+    token: &str,
+) -> Result<Option<(Vec<dav::Response>, Option<String>)>, SnapshotError> {
+    let mut token = token.to_string();
+    let mut all = Vec::new();
+    for _ in 0..MAX_SYNC_ROUNDS {
+        let Some(ms) = client.sync_collection(&f.url, &token).await? else {
+            return Ok(None);
+        };
+        let truncated = ms.responses.iter().any(|r| {
+            r.status == Some(507)
+                && href::resolve(&f.url, &r.href).is_ok_and(|u| href::same_path(&u, &f.url))
+        });
+        all.extend(ms.responses);
+        match (truncated, ms.sync_token) {
+            (false, new) => return Ok(Some((all, new))),
+            (true, Some(next)) if next != token => token = next,
+            (true, _) => return Ok(None),
+        }
+    }
+    debug!(collection = %f.url, "sync-collection kept truncating: listing it");
+    Ok(None)
+}
+
+/// The key of an item across points: its decoded name, so that two
+/// spellings of one name (`%40`/`@`, `%3a`/`%3A`) are one item.
+fn item_key(name: &str) -> String {
+    percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Applies sync-collection answers (in order) to the previous item list.
 async fn apply_sync(
     client: &DavClient,
     homes: &Homes,
     f: &Found,
     prev: &CollectionManifest,
-    ms: dav::Multistatus,
+    responses: Vec<dav::Response>,
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<Vec<ItemEntry>, SnapshotError> {
     let mut items: BTreeMap<String, ItemEntry> = prev
         .items
         .iter()
-        .map(|i| (i.name.clone(), i.clone()))
+        .map(|i| (item_key(&i.name), i.clone()))
         .collect();
-    let mut changed = Vec::new();
-    for r in ms.responses {
-        let url = homes.resolve(&f.url, &r.href)?;
+    let mut changed: BTreeMap<String, (String, Url)> = BTreeMap::new();
+    for r in responses {
+        let url = match homes.resolve(&f.url, &r.href) {
+            Ok(url) => url,
+            Err(e) => {
+                progress.warn(format!("an item of {} was left out: {e}", f.url));
+                continue;
+            }
+        };
         if href::same_path(&url, &f.url) {
             continue;
         }
         let Some(name) = member_name(&f.url, &url) else {
             continue;
         };
+        let key = item_key(&name);
         if r.status == Some(404) || r.status == Some(410) {
-            items.remove(&name);
+            changed.remove(&key);
+            items.remove(&key);
         } else {
-            items.remove(&name);
-            changed.push((name, url));
+            changed.insert(key, (name, url));
         }
     }
-    let carried = items.len() as u64;
-    progress.items_carried.fetch_add(carried, Ordering::Relaxed);
-    for e in fetch(client, f.kind, changed, writer, progress).await? {
-        items.insert(e.name.clone(), e);
+    let mut old = HashMap::new();
+    for key in changed.keys() {
+        if let Some(e) = items.remove(key) {
+            old.insert(key.clone(), e);
+        }
+    }
+    progress
+        .items_carried
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
+    let wanted = changed.into_values().collect();
+    for e in fetch(client, f, wanted, &old, writer, progress).await? {
+        items.insert(item_key(&e.name), e);
     }
     Ok(items.into_values().collect())
 }
@@ -222,8 +299,13 @@ async fn list_and_fetch(
         // Deleted between the home listing and now: an empty collection.
         return Ok(Vec::new());
     };
-    let old: HashMap<&str, &ItemEntry> = prev
-        .map(|p| p.items.iter().map(|i| (i.name.as_str(), i)).collect())
+    let old: HashMap<String, ItemEntry> = prev
+        .map(|p| {
+            p.items
+                .iter()
+                .map(|i| (item_key(&i.name), i.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut items = BTreeMap::new();
     let mut wanted = Vec::new();
@@ -231,23 +313,30 @@ async fn list_and_fetch(
         if r.props.is_collection {
             continue;
         }
-        let url = homes.resolve(&f.url, &r.href)?;
+        let url = match homes.resolve(&f.url, &r.href) {
+            Ok(url) => url,
+            Err(e) => {
+                progress.warn(format!("an item of {} was left out: {e}", f.url));
+                continue;
+            }
+        };
         if href::same_path(&url, &f.url) {
             continue;
         }
         let Some(name) = member_name(&f.url, &url) else {
             continue;
         };
-        match (old.get(name.as_str()), &r.props.etag) {
+        let key = item_key(&name);
+        match (old.get(&key), &r.props.etag) {
             (Some(o), Some(etag)) if o.etag.as_ref() == Some(etag) => {
                 progress.items_carried.fetch_add(1, Ordering::Relaxed);
-                items.insert(name, (*o).clone());
+                items.insert(key, o.clone());
             }
             _ => wanted.push((name, url)),
         }
     }
-    for e in fetch(client, f.kind, wanted, writer, progress).await? {
-        items.insert(e.name.clone(), e);
+    for e in fetch(client, f, wanted, &old, writer, progress).await? {
+        items.insert(item_key(&e.name), e);
     }
     Ok(items.into_values().collect())
 }
@@ -264,11 +353,15 @@ fn member_name(collection: &Url, url: &Url) -> Option<String> {
     Some(name.to_string())
 }
 
-/// GETs items, a few at a time, and stores their bytes.
+/// GETs items, a few at a time, and stores their bytes. An item the server
+/// fails to give (an error status) keeps its copy from the previous point
+/// (`old`, by [`item_key`]) when there is one, with a warning either way;
+/// an unreachable server fails the snapshot.
 async fn fetch(
     client: &DavClient,
-    kind: CollectionKind,
+    f: &Found,
     wanted: Vec<(String, Url)>,
+    old: &HashMap<String, ItemEntry>,
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<Vec<ItemEntry>, SnapshotError> {
@@ -278,15 +371,37 @@ async fn fetch(
         .buffered(PARALLEL_GETS);
     while let Some((name, r)) = responses.next().await {
         progress.check_stop()?;
-        // Gone between the listing and the GET: not part of this point.
-        let Some(r) = r? else { continue };
+        let r = match r {
+            // Gone between the listing and the GET: not part of this point.
+            Ok(None) => continue,
+            Ok(Some(r)) => r,
+            Err(
+                e @ (DavError::Status { .. } | DavError::Forbidden { .. } | DavError::Body { .. }),
+            ) => {
+                match old.get(&item_key(&name)) {
+                    Some(prev) => {
+                        progress.warn(format!(
+                            "{}{name} could not be read ({e}): its copy from the previous point is kept",
+                            f.url
+                        ));
+                        out.push(prev.clone());
+                    }
+                    None => progress.warn(format!(
+                        "{}{name} could not be read and is not in this point: {e}",
+                        f.url
+                    )),
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (blob, _) = writer.put(&r.body)?;
         progress.items_downloaded.fetch_add(1, Ordering::Relaxed);
         progress
             .item_bytes
             .fetch_add(r.body.len() as u64, Ordering::Relaxed);
         out.push(ItemEntry {
-            uid: item_uid(kind, &r.body),
+            uid: item_uid(f.kind, &r.body),
             name,
             etag: r.etag,
             blob,

@@ -127,6 +127,8 @@ pub struct Progress {
     pub item_bytes: AtomicU64,
     /// Items carried over from the previous point without download.
     pub items_carried: AtomicU64,
+    /// Things that went wrong without failing the snapshot.
+    pub warnings: Mutex<Vec<String>>,
     stop: CancellationToken,
 }
 
@@ -147,6 +149,15 @@ impl Progress {
     fn skipped(&self, n: u64, bytes: u64) {
         self.carried.fetch_add(n, Ordering::Relaxed);
         self.carried_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Records a warning (logged, and shown on the job).
+    pub fn warn(&self, text: String) {
+        tracing::warn!(warning = %text, "snapshot warning");
+        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() < 1000 {
+            w.push(text);
+        }
     }
 
     fn check_stop(&self) -> Result<(), SnapshotError> {

@@ -42,18 +42,31 @@ pub fn principal_url(base: &Url, template: &str, user: &str) -> Result<Url, Href
     base.join(&path).map_err(|_| HrefError::Invalid(path))
 }
 
-/// Resolves an href from a response to a request on `request` and checks it
-/// stays on the same server.
+/// Resolves an href from a response to a request on `request`. A full URL
+/// naming another host (a server behind a proxy that builds hrefs from its
+/// public name, `localhost` for `127.0.0.1`) keeps only its path: requests
+/// always go to the configured server, and the path is what gets checked.
 pub fn resolve(request: &Url, href: &str) -> Result<Url, HrefError> {
     let url = request
         .join(href)
         .map_err(|_| HrefError::Invalid(href.to_string()))?;
-    if url.scheme() != request.scheme()
+    let url = if url.scheme() != request.scheme()
         || url.host_str() != request.host_str()
         || url.port_or_known_default() != request.port_or_known_default()
     {
-        return Err(HrefError::OtherServer(url.to_string()));
-    }
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HrefError::OtherServer(url.to_string()));
+        }
+        tracing::debug!(
+            href,
+            "an href names another host: its path is used on the configured server"
+        );
+        request
+            .join(url.path())
+            .map_err(|_| HrefError::Invalid(href.to_string()))?
+    } else {
+        url
+    };
     segments(&url)?;
     Ok(url)
 }
@@ -166,6 +179,8 @@ mod tests {
             "/alice%40example.org/cal/x.ics",
             "cal/",
             "http://127.0.0.1:5232/alice%40example.org/",
+            // Another spelling of the host: its path, on our server.
+            "https://dav.example.net/alice%40example.org/cal/",
         ] {
             assert!(homes.resolve(&req, ok).is_ok(), "{ok}");
         }
@@ -174,14 +189,8 @@ mod tests {
             ("/alice%40example.org/../bob/", "outside"),
             ("/alice%40example.org/%2e%2e/bob/", "outside"),
             ("/alice%40example.org/a%2fb/", "unsafe"),
-            (
-                "http://evil.example:5232/alice%40example.org/",
-                "another server",
-            ),
-            (
-                "https://127.0.0.1:5232/alice%40example.org/",
-                "another server",
-            ),
+            ("http://evil.example:5232/bob/", "outside"),
+            ("mailto:alice@example.org", "another server"),
             ("/alice%40example.orgx/", "outside"),
         ] {
             let e = homes.resolve(&req, bad).unwrap_err().to_string();
