@@ -207,7 +207,7 @@ impl DavClient {
         method: Method,
         url: &Url,
         headers: &[(&str, String)],
-        body: Option<(&'static str, Bytes)>,
+        body: Option<(&str, Bytes)>,
     ) -> Result<DavResponse, DavError> {
         let mut attempt = 0;
         loop {
@@ -230,7 +230,7 @@ impl DavClient {
         method: &Method,
         url: &Url,
         headers: &[(&str, String)],
-        body: Option<(&'static str, Bytes)>,
+        body: Option<(&str, Bytes)>,
     ) -> Result<DavResponse, DavError> {
         let mut req = self
             .http
@@ -393,7 +393,7 @@ impl DavClient {
     pub async fn put_new(
         &self,
         url: &Url,
-        content_type: &'static str,
+        content_type: &str,
         body: Bytes,
     ) -> Result<PutOutcome, DavError> {
         let r = self

@@ -334,10 +334,7 @@ async fn put_item(
     let url = collection
         .join(&format!("./{}", item.name))
         .map_err(|_| dav_href(&item.name))?;
-    let content_type = match kind {
-        CollectionKind::Calendar => "text/calendar; charset=utf-8",
-        CollectionKind::Addressbook => "text/vcard; charset=utf-8",
-    };
+    let content_type = content_type(kind, item);
     let name = percent_encoding::percent_decode_str(&item.name)
         .decode_utf8_lossy()
         .into_owned();
@@ -349,7 +346,7 @@ async fn put_item(
     let mut tries = 0;
     loop {
         tries += 1;
-        match client.put_new(&url, content_type, bytes.clone()).await? {
+        match client.put_new(&url, &content_type, bytes.clone()).await? {
             PutOutcome::Created => return Ok(ItemResult::Restored),
             PutOutcome::Exists => {
                 match settle_existing(client, &url, kind, item, None, &name).await? {
@@ -388,6 +385,26 @@ async fn put_item(
     }
 }
 
+/// The Content-Type a PUT carries: the one the server gave at snapshot
+/// time when it names the right kind (a vCard 2.1 in Latin-1 is not
+/// claimed to be UTF-8), else the kind's own.
+fn content_type(kind: CollectionKind, item: &ItemEntry) -> String {
+    let (essence, default) = match kind {
+        CollectionKind::Calendar => ("text/calendar", "text/calendar; charset=utf-8"),
+        CollectionKind::Addressbook => ("text/vcard", "text/vcard; charset=utf-8"),
+    };
+    match &item.content_type {
+        Some(t)
+            if t.to_ascii_lowercase().starts_with(essence)
+                && !t.contains(['\r', '\n'])
+                && t.len() < 200 =>
+        {
+            t.clone()
+        }
+        _ => default.to_string(),
+    }
+}
+
 /// The server refused the item's UID: a copy with a derived one.
 #[allow(clippy::too_many_arguments)]
 async fn put_with_new_uid(
@@ -400,10 +417,7 @@ async fn put_with_new_uid(
     name: String,
     (status, body): (u16, String),
 ) -> Result<ItemResult, RestoreError> {
-    let content_type = match kind {
-        CollectionKind::Calendar => "text/calendar; charset=utf-8",
-        CollectionKind::Addressbook => "text/vcard; charset=utf-8",
-    };
+    let content_type = content_type(kind, item);
     let Some(old) = item.uid.clone() else {
         return Ok(ItemResult::Refused {
             name,
@@ -417,7 +431,7 @@ async fn put_with_new_uid(
             why: format!("UID conflict ({status}: {body}) and the item cannot be rewritten"),
         });
     };
-    match client.put_new(url, content_type, rewritten.into()).await? {
+    match client.put_new(url, &content_type, rewritten.into()).await? {
         PutOutcome::Created => Ok(ItemResult::NewUid { name, old, new }),
         PutOutcome::Exists => Ok(settle_existing(client, url, kind, item, Some(new), &name)
             .await?
