@@ -421,6 +421,7 @@ fn notifications(d: &Dovecot, user: &str, count: u32) -> Vec<String> {
 async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_happened() {
     let sandbox = Sandbox::start(SandboxOptions {
         postfix: true,
+        radicale: true,
         quota: Some("1M".into()),
         ..SandboxOptions::default()
     })
@@ -429,6 +430,11 @@ async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_h
     let mut imap = d.login_master(ALICE).unwrap();
     mailrestore::sandbox::demo::seed(&mut imap, d.separator).unwrap();
     imap.logout().unwrap();
+    let radicale = sandbox.radicale.as_ref().unwrap();
+    let items =
+        mailrestore::sandbox::demo::seed_dav(&radicale.user_client(ALICE), "/alice%40example.org/")
+            .unwrap();
+    assert_eq!(items, 5);
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "\n[notify]\nlanguage = \"fr\"\n").unwrap();
     let _daemon = serve(&f);
@@ -451,6 +457,15 @@ async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_h
         mail.contains(folder),
         "the folder name is in the mail: {mail}"
     );
+    // The new calendar and address book, by the names the user's client
+    // shows (quoted-printable soft breaks undone).
+    let text = mail.replace("=\r\n", "").replace("=\n", "");
+    for name in [
+        "Calendrier : Travail (restored ",
+        "Carnet d'adresses : Contacts (restored ",
+    ] {
+        assert!(text.contains(name), "{name:?} is in the mail: {mail}");
+    }
     assert!(
         mail.contains("Subject: =?utf-8?") || mail.contains("Subject: Restauration"),
         "{mail}"

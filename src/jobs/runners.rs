@@ -1,5 +1,6 @@
 //! The runners the daemon registers: they connect the queue to the engines.
 
+use crate::protocol::dav::CollectionKind;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -95,6 +96,12 @@ impl Notifier {
             .and_then(|p| p.parse::<crate::manifest::GenerationId>().ok())
             .and_then(|id| self.index.generation(&job.user, &id).ok().flatten())
             .map(|g| g.taken_at);
+        // The new collections by the names the user sees in their client.
+        let dav_plan = self
+            .index
+            .journal::<crate::restore::dav::DavPlan>(job.id, "dav_plan")
+            .ok()
+            .flatten();
         let report = RestoreReport {
             user: job.user.clone(),
             requested_by: job.requested_by.clone(),
@@ -105,8 +112,10 @@ impl Notifier {
                 _ => "all".into(),
             },
             folder: job.target.folder.clone(),
-            calendars: job.target.calendars.clone(),
-            addressbooks: job.target.addressbooks.clone(),
+            calendars: collection_names(&dav_plan, CollectionKind::Calendar)
+                .unwrap_or_else(|| job.target.calendars.clone()),
+            addressbooks: collection_names(&dav_plan, CollectionKind::Addressbook)
+                .unwrap_or_else(|| job.target.addressbooks.clone()),
             messages: job.progress.messages.done,
             messages_total: job.progress.messages.total,
             bytes: job.progress.bytes.done,
@@ -134,6 +143,20 @@ impl Notifier {
             }
         }
     }
+}
+
+/// The display names of the planned collections of `kind`, if there is a plan.
+fn collection_names(
+    plan: &Option<crate::restore::dav::DavPlan>,
+    kind: CollectionKind,
+) -> Option<Vec<String>> {
+    plan.as_ref().map(|p| {
+        p.collections
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.display_name.clone())
+            .collect()
+    })
 }
 
 /// Runs snapshot jobs.
