@@ -154,7 +154,14 @@ fn collection_names(
         p.collections
             .iter()
             .filter(|c| c.kind == kind)
-            .map(|c| c.display_name.clone())
+            // A name comes from the DAV server: no control character may
+            // reach the mail's lines.
+            .map(|c| {
+                c.display_name
+                    .chars()
+                    .filter(|ch| !ch.is_control())
+                    .collect()
+            })
             .collect()
     })
 }

@@ -97,7 +97,7 @@ impl DavError {
             DavError::Unreachable { .. } => "dav_server_down",
             DavError::Unauthorized { .. } => "dav_login_failed",
             DavError::Forbidden { .. } => "dav_forbidden",
-            DavError::Status { status: 507, .. } => "dav_over_quota",
+            DavError::Status { status: 507, .. } => "over_quota",
             _ => "dav_error",
         }
     }
@@ -232,6 +232,11 @@ impl DavClient {
         headers: &[(&str, String)],
         body: Option<(&str, Bytes)>,
     ) -> Result<DavResponse, DavError> {
+        // Our credentials go to the configured server only, whatever an
+        // href said.
+        if !dav::href::same_origin(url, &self.base) {
+            return Err(DavError::Href(HrefError::OtherServer(url.to_string())));
+        }
         let mut req = self
             .http
             .request(method.clone(), url.clone())

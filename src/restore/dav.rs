@@ -353,7 +353,7 @@ async fn put_item(
                     Some(r) => return Ok(r),
                     // 412, then nothing there: a first try still being
                     // written behind a proxy, or gone again. Once more.
-                    None if tries < 3 => continue,
+                    None if tries < 3 => settle_pause(tries).await,
                     None => {
                         return Err(RestoreError::TargetChanged(format!(
                             "{url} answers 412 to a new item but holds none"
@@ -405,6 +405,11 @@ fn content_type(kind: CollectionKind, item: &ItemEntry) -> String {
     }
 }
 
+/// A pause before a PUT is tried again after a 412 with nothing there.
+async fn settle_pause(tries: u32) {
+    tokio::time::sleep(std::time::Duration::from_millis(200 << tries.min(4))).await;
+}
+
 /// The server refused the item's UID: a copy with a derived one.
 #[allow(clippy::too_many_arguments)]
 async fn put_with_new_uid(
@@ -424,21 +429,35 @@ async fn put_with_new_uid(
             why: format!("UID conflict ({status}: {body}) and its UID cannot be read"),
         });
     };
-    let new = derived_uid(&old, collection);
+    let new = derived_uid(&old, collection, &item.name);
     let Some(rewritten) = rewrite_uid(kind, bytes, &old, &new) else {
         return Ok(ItemResult::Refused {
             name,
             why: format!("UID conflict ({status}: {body}) and the item cannot be rewritten"),
         });
     };
-    match client.put_new(url, &content_type, rewritten.into()).await? {
-        PutOutcome::Created => Ok(ItemResult::NewUid { name, old, new }),
-        PutOutcome::Exists => Ok(settle_existing(client, url, kind, item, Some(new), &name)
-            .await?
-            .unwrap_or(ItemResult::Refused {
-                name,
-                why: "the server answers 412 to its copy but holds none".into(),
-            })),
+    let rewritten = Bytes::from(rewritten);
+    let mut tries = 0;
+    let outcome = loop {
+        tries += 1;
+        let outcome = client
+            .put_new(url, &content_type, rewritten.clone())
+            .await?;
+        if outcome != PutOutcome::Exists {
+            break outcome;
+        }
+        match settle_existing(client, url, kind, item, Some(new.clone()), &name).await? {
+            Some(r) => return Ok(r),
+            None if tries < 3 => settle_pause(tries).await,
+            None => {
+                return Err(RestoreError::TargetChanged(format!(
+                    "{url} answers 412 to a new item but holds none"
+                )));
+            }
+        }
+    };
+    match outcome {
+        PutOutcome::Created | PutOutcome::Exists => Ok(ItemResult::NewUid { name, old, new }),
         PutOutcome::OverQuota { body } => Err(RestoreError::DavOverQuota(format!(
             "{name} did not fit: the server answered 507 {body}"
         ))),
@@ -467,7 +486,9 @@ async fn settle_existing(
     let uid = item_uid(kind, &there.body);
     let derived = derived.or_else(|| {
         let collection = url.join("./").ok()?;
-        item.uid.as_deref().map(|u| derived_uid(u, &collection))
+        item.uid
+            .as_deref()
+            .map(|u| derived_uid(u, &collection, &item.name))
     });
     match (&uid, &item.uid) {
         (Some(u), Some(o)) if u == o => Ok(Some(ItemResult::Restored)),
@@ -489,11 +510,15 @@ async fn settle_existing(
 }
 
 /// The UID given to a copy whose UID the server refuses: the original's,
-/// plus a suffix fixed by the target collection (the same on resume).
-pub fn derived_uid(old: &str, collection: &Url) -> String {
+/// plus a suffix fixed by the target collection and the item's name (the
+/// same on resume; distinct for items that shared a UID).
+pub fn derived_uid(old: &str, collection: &Url, name: &str) -> String {
     let mut h = blake3::Hasher::new();
     h.update(old.as_bytes());
+    h.update(b"\0");
     h.update(collection.path().as_bytes());
+    h.update(b"\0");
+    h.update(name.as_bytes());
     let hex = h.finalize().to_hex();
     format!("{old}-restored-{}", &hex[..8])
 }
@@ -639,7 +664,8 @@ mod tests {
         );
         assert!(rewrite_uid(CollectionKind::Calendar, b"garbage", "a", "b").is_none());
         let u = Url::parse("http://h/alice/x-restored/").unwrap();
-        assert_eq!(derived_uid("a", &u), derived_uid("a", &u));
-        assert_ne!(derived_uid("a", &u), derived_uid("b", &u));
+        assert_eq!(derived_uid("a", &u, "x.ics"), derived_uid("a", &u, "x.ics"));
+        assert_ne!(derived_uid("a", &u, "x.ics"), derived_uid("b", &u, "x.ics"));
+        assert_ne!(derived_uid("a", &u, "x.ics"), derived_uid("a", &u, "y.ics"));
     }
 }

@@ -37,6 +37,9 @@ struct Found {
     home: Url,
     kind: CollectionKind,
     props: dav::Props,
+    /// An item could not be read: the collection's token and ctag are not
+    /// recorded, so the next snapshot lists it again instead of trusting them.
+    degraded: std::sync::atomic::AtomicBool,
 }
 
 /// Key of a collection across points: its decoded path.
@@ -64,8 +67,10 @@ pub async fn snapshot_collections(
             return Ok(Vec::new());
         }
         // A user without a DAV account on servers that say 403 rather
-        // than 404: no calendars or contacts, said on the job.
-        Err(DavError::Forbidden { .. }) => {
+        // than 404: no calendars or contacts, said on the job. A user whose
+        // last point had some fails instead (the account's rights changed?):
+        // a point without them would quietly replace the ones with them.
+        Err(DavError::Forbidden { .. }) if previous.is_empty() => {
             progress.warn(format!(
                 "the DAV server forbids {principal}: this point holds no calendars or contacts"
             ));
@@ -114,6 +119,7 @@ pub async fn snapshot_collections(
                 home: home.clone(),
                 kind,
                 props: r.props,
+                degraded: Default::default(),
             });
         }
     }
@@ -176,6 +182,7 @@ async fn snapshot_collection(
         }
     };
     let bytes = items.iter().map(|i| i.size).sum();
+    let degraded = f.degraded.load(Ordering::Relaxed);
     Ok(CollectionManifest {
         kind: f.kind,
         href: f.url.path().to_string(),
@@ -184,8 +191,8 @@ async fn snapshot_collection(
         color: f.props.color,
         description: f.props.description,
         components: f.props.components,
-        sync_token,
-        ctag: f.props.ctag,
+        sync_token: sync_token.filter(|_| !degraded),
+        ctag: f.props.ctag.filter(|_| !degraded),
         bytes,
         items,
     })
@@ -226,10 +233,8 @@ async fn sync_all(
 
 /// The key of an item across points: its decoded name, so that two
 /// spellings of one name (`%40`/`@`, `%3a`/`%3A`) are one item.
-fn item_key(name: &str) -> String {
-    percent_encoding::percent_decode_str(name)
-        .decode_utf8_lossy()
-        .into_owned()
+fn item_key(name: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(name).collect()
 }
 
 /// Applies sync-collection answers (in order) to the previous item list.
@@ -242,12 +247,12 @@ async fn apply_sync(
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<Vec<ItemEntry>, SnapshotError> {
-    let mut items: BTreeMap<String, ItemEntry> = prev
+    let mut items: BTreeMap<Vec<u8>, ItemEntry> = prev
         .items
         .iter()
         .map(|i| (item_key(&i.name), i.clone()))
         .collect();
-    let mut changed: BTreeMap<String, (String, Url)> = BTreeMap::new();
+    let mut changed: BTreeMap<Vec<u8>, (String, Url)> = BTreeMap::new();
     for r in responses {
         let url = match homes.resolve(&f.url, &r.href) {
             Ok(url) => url,
@@ -299,7 +304,7 @@ async fn list_and_fetch(
         // Deleted between the home listing and now: an empty collection.
         return Ok(Vec::new());
     };
-    let old: HashMap<String, ItemEntry> = prev
+    let old: HashMap<Vec<u8>, ItemEntry> = prev
         .map(|p| {
             p.items
                 .iter()
@@ -361,7 +366,7 @@ async fn fetch(
     client: &DavClient,
     f: &Found,
     wanted: Vec<(String, Url)>,
-    old: &HashMap<String, ItemEntry>,
+    old: &HashMap<Vec<u8>, ItemEntry>,
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<Vec<ItemEntry>, SnapshotError> {
@@ -378,6 +383,7 @@ async fn fetch(
             Err(
                 e @ (DavError::Status { .. } | DavError::Forbidden { .. } | DavError::Body { .. }),
             ) => {
+                f.degraded.store(true, Ordering::Relaxed);
                 match old.get(&item_key(&name)) {
                     Some(prev) => {
                         progress.warn(format!(

@@ -61,9 +61,13 @@ pub fn resolve(request: &Url, href: &str) -> Result<Url, HrefError> {
             href,
             "an href names another host: its path is used on the configured server"
         );
-        request
-            .join(url.path())
-            .map_err(|_| HrefError::Invalid(href.to_string()))?
+        // Only the path moves over: joining it could read `//host/…` as
+        // another host.
+        let mut same = request.clone();
+        same.set_path(url.path());
+        same.set_query(None);
+        same.set_fragment(None);
+        same
     } else {
         url
     };
@@ -83,6 +87,13 @@ pub fn segments(url: &Url) -> Result<Vec<String>, HrefError> {
         out.push(s.into_owned());
     }
     Ok(out)
+}
+
+/// True when two URLs have the same scheme, host and port.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// True when `a` and `b` name the same resource (decoded paths equal, a
@@ -131,9 +142,12 @@ impl Homes {
     }
 
     /// Resolves `href` against `request` and checks it lies below a home
-    /// (or is one).
+    /// (or is one), on the home's server.
     pub fn resolve(&self, request: &Url, href: &str) -> Result<Url, HrefError> {
         let url = resolve(request, href)?;
+        if !self.homes.iter().any(|(h, _)| same_origin(h, &url)) {
+            return Err(HrefError::OtherServer(url.to_string()));
+        }
         let segs = segments(&url)?;
         if self
             .homes
@@ -181,8 +195,17 @@ mod tests {
             "http://127.0.0.1:5232/alice%40example.org/",
             // Another spelling of the host: its path, on our server.
             "https://dav.example.net/alice%40example.org/cal/",
+            // `/\host/…` is `//host/…`: again only its path is used.
+            "/\\evil.example/alice%40example.org/cal/",
         ] {
-            assert!(homes.resolve(&req, ok).is_ok(), "{ok}");
+            let url = homes
+                .resolve(&req, ok)
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(
+                (url.host_str(), url.port()),
+                (Some("127.0.0.1"), Some(5232)),
+                "{ok}"
+            );
         }
         for (bad, want) in [
             ("/bob/cal/", "outside"),
@@ -191,6 +214,10 @@ mod tests {
             ("/alice%40example.org/a%2fb/", "unsafe"),
             ("http://evil.example:5232/bob/", "outside"),
             ("mailto:alice@example.org", "another server"),
+            (
+                "http://evil.example//evil.example/alice%40example.org/cal/",
+                "outside",
+            ),
             ("/alice%40example.orgx/", "outside"),
         ] {
             let e = homes.resolve(&req, bad).unwrap_err().to_string();
