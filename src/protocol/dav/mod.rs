@@ -349,6 +349,10 @@ friends</CR:addressbook-description></prop><status>HTTP/1.1 200 OK</status></pro
         assert!(is_uid_conflict(cyrus));
         let caldav = br#"<error xmlns="DAV:"><no-uid-conflict xmlns="urn:ietf:params:xml:ns:caldav"><href>/a/b.ics</href></no-uid-conflict></error>"#;
         assert!(is_uid_conflict(caldav));
+        // Radicale 3.1's 409 to a PUT that changes the UID at an href.
+        let radicale = br#"<?xml version='1.0' encoding='utf-8'?>
+<error xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><C:no-uid-conflict /></error>"#;
+        assert!(is_uid_conflict(radicale));
         assert!(!is_uid_conflict(b"<html>Conflict</html>"));
         assert!(!is_uid_conflict(b""));
         assert!(is_invalid_sync_token(
