@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::{Failure, percent_encode};
 use crate::api::client::ApiClient;
 
-/// Polls the job until it has ended; draws messages, MB, rate and ETA on
+/// Polls the job until it has ended; draws messages, MB, calendar and
+/// contact items, rate and ETA on
 /// stderr unless `quiet` (JSON output) or stderr is not a terminal.
 pub async fn follow(api: &ApiClient, mut job: Value, quiet: bool) -> Result<Value, Failure> {
     let id = job["id"].as_str().unwrap_or_default().to_string();
@@ -32,9 +33,16 @@ pub async fn follow(api: &ApiClient, mut job: Value, quiet: bool) -> Result<Valu
         let m = &job["progress"]["messages"];
         bar.set_length(m["total"].as_u64().unwrap_or(0));
         bar.set_position(m["done"].as_u64().unwrap_or(0));
-        bar.set_prefix(super::output::mb(
-            job["progress"]["bytes"]["done"].as_u64().unwrap_or(0),
-        ));
+        let mut prefix = super::output::mb(job["progress"]["bytes"]["done"].as_u64().unwrap_or(0));
+        let items = &job["progress"]["items"];
+        if items["total"].as_u64().unwrap_or(0) > 0 {
+            prefix.push_str(&format!(
+                ", {}/{} calendar and contact items",
+                items["done"].as_u64().unwrap_or(0),
+                items["total"].as_u64().unwrap_or(0)
+            ));
+        }
+        bar.set_prefix(prefix);
         bar.set_message(format!(
             "{state} {}",
             job["target"]["folder"].as_str().unwrap_or_default()
