@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::cli;
 use common::{ALICE, live, seed_varied};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -154,17 +155,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-/// Runs the CLI with the daemon's configuration.
-fn cli(f: &DaemonFiles, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(&f.config)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run mailrestore")
 }
 
 fn show(out: &Output) -> String {

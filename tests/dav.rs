@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::ALICE;
-use common::daemon::{serve, snapshot_job, start_restore, wait_job};
+use common::daemon::{cli, serve, snapshot_job, start_restore, wait_job};
 use mailrestore::api::client::ApiClient;
 use mailrestore::sandbox::daemon::write_config;
 use mailrestore::sandbox::dav_seed::{
@@ -406,6 +406,31 @@ fn event(uid: &str, summary: &str) -> Vec<u8> {
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailrestore//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261126T100000Z\r\nDTSTART:20261201T090000Z\r\nDURATION:PT1H\r\nSUMMARY:{summary}\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     .into_bytes()
+}
+
+/// Creates the calendar `name` at `path` holding `n` one-event items
+/// `{prefix}{i}.ics` (UID `{prefix}{i}@test`).
+fn calendar_of_events(http: &RawHttp, path: &str, name: &str, prefix: &str, n: usize) {
+    assert_eq!(make_calendar(http, path, name, "#102030ff").unwrap(), 201);
+    let seed: Vec<SeedItem> = (0..n)
+        .map(|i| SeedItem {
+            name: format!("{prefix}{i}.ics"),
+            bytes: event(&format!("{prefix}{i}@test"), &format!("{name} {i}")),
+        })
+        .collect();
+    put_items(http, path, CAL, &seed).unwrap();
+}
+
+/// Restores `point` (scope `all`); returns the items of its one new calendar.
+async fn restored_calendar(
+    api: &ApiClient,
+    http: &RawHttp,
+    point: &str,
+) -> BTreeMap<String, Vec<u8>> {
+    let job = wait_job(api, &start_restore(api, ALICE, point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
+    items(http, &target)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -896,17 +921,6 @@ async fn a_refused_item_is_reported_and_a_full_storage_fails_the_job_keeping_wha
     }
 }
 
-/// Runs the `mailrestore` binary on `f`'s configuration.
-fn cli(f: &mailrestore::sandbox::daemon::DaemonFiles, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mailrestore"))
-        .arg("--config")
-        .arg(&f.config)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run mailrestore")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn prune_and_verify_keep_every_item_of_the_points_kept() {
     let sandbox = dav_sandbox();
@@ -914,17 +928,7 @@ async fn prune_and_verify_keep_every_item_of_the_points_kept() {
     let http = radicale.user_client(ALICE);
     let home = home();
     let path = format!("{home}keep/");
-    assert_eq!(
-        make_calendar(&http, &path, "Keep", "#010203ff").unwrap(),
-        201
-    );
-    let seed: Vec<SeedItem> = (0..6)
-        .map(|i| SeedItem {
-            name: format!("k{i}.ics"),
-            bytes: event(&format!("k{i}@test"), &format!("Keep {i}")),
-        })
-        .collect();
-    put_items(&http, &path, CAL, &seed).unwrap();
+    calendar_of_events(&http, &path, "Keep", "k", 6);
 
     let dir = tempfile::tempdir().unwrap();
     // Keep only the newest point.
@@ -982,10 +986,7 @@ async fn prune_and_verify_keep_every_item_of_the_points_kept() {
         http.request("DELETE", &format!("{path}{name}"), &[], b"")
             .unwrap();
     }
-    let job = wait_job(&api, &start_restore(&api, ALICE, &second, "all").await).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
-    assert_eq!(items(&http, &target), at_second);
+    assert_eq!(restored_calendar(&api, &http, &second).await, at_second);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -995,17 +996,7 @@ async fn a_refused_sync_token_falls_back_to_etags_and_fetches_only_changes() {
     let http = radicale.user_client(ALICE);
     let home = home();
     let path = format!("{home}etag/");
-    assert_eq!(
-        make_calendar(&http, &path, "ETag", "#040506ff").unwrap(),
-        201
-    );
-    let seed: Vec<SeedItem> = (0..10)
-        .map(|i| SeedItem {
-            name: format!("e{i}.ics"),
-            bytes: event(&format!("e{i}@test"), &format!("E {i}")),
-        })
-        .collect();
-    put_items(&http, &path, CAL, &seed).unwrap();
+    calendar_of_events(&http, &path, "ETag", "e", 10);
     // Every sync-collection REPORT is answered as a server that lost the
     // token does (RFC 6578 §3.2).
     let (proxy, refusals) = refusing_proxy(radicale.port, |head, _| {
@@ -1047,17 +1038,7 @@ async fn a_collection_made_by_a_request_whose_answer_was_lost_is_adopted() {
     let http = radicale.user_client(ALICE);
     let home = home();
     let path = format!("{home}lost/");
-    assert_eq!(
-        make_calendar(&http, &path, "Lost", "#0a0b0cff").unwrap(),
-        201
-    );
-    let seed: Vec<SeedItem> = (0..3)
-        .map(|i| SeedItem {
-            name: format!("l{i}.ics"),
-            bytes: event(&format!("l{i}@test"), &format!("L {i}")),
-        })
-        .collect();
-    put_items(&http, &path, CAL, &seed).unwrap();
+    calendar_of_events(&http, &path, "Lost", "l", 3);
     let original = items(&http, &path);
     // The first MKCALENDAR of the restore reaches Radicale, which creates
     // the calendar, but its answer is lost (504 from a proxy): the retry
@@ -1090,17 +1071,7 @@ async fn a_truncated_sync_report_is_followed_to_its_end() {
     let http = radicale.user_client(ALICE);
     let home = home();
     let path = format!("{home}trunc/");
-    assert_eq!(
-        make_calendar(&http, &path, "Trunc", "#0d0e0fff").unwrap(),
-        201
-    );
-    let seed: Vec<SeedItem> = (0..4)
-        .map(|i| SeedItem {
-            name: format!("t{i}.ics"),
-            bytes: event(&format!("t{i}@test"), &format!("T {i}")),
-        })
-        .collect();
-    put_items(&http, &path, CAL, &seed).unwrap();
+    calendar_of_events(&http, &path, "Trunc", "t", 4);
     // Each first sync report of a snapshot says it is truncated.
     static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
     let (proxy, truncations) = refusing_proxy(radicale.port, |head, _| {
@@ -1145,10 +1116,7 @@ async fn a_truncated_sync_report_is_followed_to_its_end() {
         http.request("DELETE", &format!("{path}{name}"), &[], b"")
             .unwrap();
     }
-    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
-    assert_eq!(items(&http, &target), live);
+    assert_eq!(restored_calendar(&api, &http, &point).await, live);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1158,17 +1126,7 @@ async fn an_item_the_server_fails_to_give_keeps_its_old_copy_and_is_fetched_next
     let http = radicale.user_client(ALICE);
     let home = home();
     let path = format!("{home}flaky/");
-    assert_eq!(
-        make_calendar(&http, &path, "Flaky", "#101112ff").unwrap(),
-        201
-    );
-    let seed: Vec<SeedItem> = (0..3)
-        .map(|i| SeedItem {
-            name: format!("f{i}.ics"),
-            bytes: event(&format!("f{i}@test"), &format!("F {i}")),
-        })
-        .collect();
-    put_items(&http, &path, CAL, &seed).unwrap();
+    calendar_of_events(&http, &path, "Flaky", "f", 3);
     let first = items(&http, &path);
     // While BROKEN is set, the server fails every GET of f1.ics.
     static BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -1223,9 +1181,10 @@ async fn an_item_the_server_fails_to_give_keeps_its_old_copy_and_is_fetched_next
         .to_string();
     let now = items(&http, &path);
     for (point, want) in [(&second, &first), (&third, &now)] {
-        let job = wait_job(&api, &start_restore(&api, ALICE, point, "all").await).await;
-        assert_eq!(job["state"], "succeeded", "{job}");
-        let target = job["target"]["calendars"][0].as_str().unwrap().to_string();
-        assert_eq!(&items(&http, &target), want, "point {point}");
+        assert_eq!(
+            &restored_calendar(&api, &http, point).await,
+            want,
+            "point {point}"
+        );
     }
 }

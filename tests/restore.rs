@@ -8,57 +8,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::{serve, wait_job};
 use common::{ALICE, Msg, live, seed_varied};
 use mailrestore::api::client::ApiClient;
 use mailrestore::sandbox::daemon::{DaemonFiles, write_config};
 use mailrestore::sandbox::{Dovecot, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mailrestore");
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(f: &DaemonFiles) -> Serve {
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&f.config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::os::unix::net::UnixStream::connect(&f.socket).is_err() {
-        assert!(Instant::now() < deadline, "the daemon did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Serve(child)
-}
-
-async fn wait_job(api: &ApiClient, job: &Value) -> Value {
-    let id = job["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let j = api.get(&format!("/v1/jobs/{id}")).await.unwrap();
-        if matches!(
-            j["state"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
-            return j;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not end: {j}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn snapshot(api: &ApiClient, user: &str) -> String {
     let r = api

@@ -338,11 +338,6 @@ async fn put_item(
     let name = percent_encoding::percent_decode_str(&item.name)
         .decode_utf8_lossy()
         .into_owned();
-    let over_quota = |body: String| {
-        Err(RestoreError::DavOverQuota(format!(
-            "{name} did not fit: the server answered 507 {body}"
-        )))
-    };
     let mut tries = 0;
     loop {
         tries += 1;
@@ -361,7 +356,7 @@ async fn put_item(
                     }
                 }
             }
-            PutOutcome::OverQuota { body } => return over_quota(body),
+            PutOutcome::OverQuota { body } => return Err(over_quota(&name, &body)),
             PutOutcome::Refused { status, body } => {
                 return Ok(ItemResult::Refused {
                     name,
@@ -403,6 +398,13 @@ fn content_type(kind: CollectionKind, item: &ItemEntry) -> String {
         }
         _ => default.to_string(),
     }
+}
+
+/// The error of an item that did not fit in the user's storage.
+fn over_quota(name: &str, body: &str) -> RestoreError {
+    RestoreError::DavOverQuota(format!(
+        "{name} did not fit: the server answered 507 {body}"
+    ))
 }
 
 /// A pause before a PUT is tried again after a 412 with nothing there.
@@ -458,9 +460,7 @@ async fn put_with_new_uid(
     };
     match outcome {
         PutOutcome::Created | PutOutcome::Exists => Ok(ItemResult::NewUid { name, old, new }),
-        PutOutcome::OverQuota { body } => Err(RestoreError::DavOverQuota(format!(
-            "{name} did not fit: the server answered 507 {body}"
-        ))),
+        PutOutcome::OverQuota { body } => Err(over_quota(&name, &body)),
         PutOutcome::UidConflict { status, body } | PutOutcome::Refused { status, body } => {
             Ok(ItemResult::Refused {
                 name,

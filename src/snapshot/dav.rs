@@ -254,17 +254,7 @@ async fn apply_sync(
         .collect();
     let mut changed: BTreeMap<Vec<u8>, (String, Url)> = BTreeMap::new();
     for r in responses {
-        let url = match homes.resolve(&f.url, &r.href) {
-            Ok(url) => url,
-            Err(e) => {
-                progress.warn(format!("an item of {} was left out: {e}", f.url));
-                continue;
-            }
-        };
-        if href::same_path(&url, &f.url) {
-            continue;
-        }
-        let Some(name) = member_name(&f.url, &url) else {
+        let Some((name, url)) = item_of(homes, f, &r.href, progress) else {
             continue;
         };
         let key = item_key(&name);
@@ -318,17 +308,7 @@ async fn list_and_fetch(
         if r.props.is_collection {
             continue;
         }
-        let url = match homes.resolve(&f.url, &r.href) {
-            Ok(url) => url,
-            Err(e) => {
-                progress.warn(format!("an item of {} was left out: {e}", f.url));
-                continue;
-            }
-        };
-        if href::same_path(&url, &f.url) {
-            continue;
-        }
-        let Some(name) = member_name(&f.url, &url) else {
+        let Some((name, url)) = item_of(homes, f, &r.href, progress) else {
             continue;
         };
         let key = item_key(&name);
@@ -344,6 +324,23 @@ async fn list_and_fetch(
         items.insert(item_key(&e.name), e);
     }
     Ok(items.into_values().collect())
+}
+
+/// The name and URL of the item an href of `f`'s listing names; `None`
+/// for the collection itself and for what is not a plain item of it (an
+/// href outside the homes is said on the job).
+fn item_of(homes: &Homes, f: &Found, href: &str, progress: &Progress) -> Option<(String, Url)> {
+    let url = match homes.resolve(&f.url, href) {
+        Ok(url) => url,
+        Err(e) => {
+            progress.warn(format!("an item of {} was left out: {e}", f.url));
+            return None;
+        }
+    };
+    if href::same_path(&url, &f.url) {
+        return None;
+    }
+    Some((member_name(&f.url, &url)?, url))
 }
 
 /// The member's name (its last segment) when `url` is a direct, safe

@@ -82,3 +82,14 @@ pub async fn start_restore(api: &ApiClient, user: &str, point: &str, scope: &str
     assert_eq!(job["kind"], "restore", "{job}");
     job
 }
+
+/// Runs the `mailrestore` binary with `args` on `f`'s configuration.
+pub fn cli(f: &DaemonFiles, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(&f.config)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run mailrestore")
+}
