@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs what mailrestore's sandbox (src/sandbox/) and benches need on a
+# Installs what mailrestore's sandbox (sandbox/src/) and benches need on a
 # Debian 12 machine, as root: the real servers the integration tests start
 # (Dovecot, Radicale, Postfix, Xandikos), mbsync for the benches, htpasswd,
 # and the `vmail` system user that owns the sandbox mail.
@@ -10,7 +10,7 @@
 #
 # Postfix needs no /etc/postfix/main.cf edits: `alternate_config_directories`
 # is only enforced for non-root users, and the sandbox starts Postfix's master
-# as root with `-c <temp dir>` (see src/sandbox/postfix.rs).
+# as root with `-c <temp dir>` (see sandbox/src/postfix.rs).
 set -eu
 
 PACKAGES="dovecot-imapd dovecot-lmtpd radicale postfix isync restic xandikos apache2-utils ca-certificates openssl systemd"

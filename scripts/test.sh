@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test suite: installs the real servers the integration tests start
-# (Dovecot, Postfix, Radicale, Xandikos) when they are missing, then runs every
-# test. A missing server makes its tests fail, never skip.
+# (Dovecot, Postfix, Radicale, Xandikos) when they are missing, checks the
+# formatting and the lints (rustfmt, clippy with warnings as errors), then
+# runs every test of the workspace. A missing server makes its tests fail,
+# never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The sandbox installs Debian packages and runs the servers' own privilege
@@ -13,4 +15,6 @@ bash scripts/install-deps.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
-exec cargo nextest run --no-fail-fast "$@"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+exec cargo nextest run --workspace --no-fail-fast "$@"

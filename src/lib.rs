@@ -17,7 +17,6 @@ pub mod protocol;
 pub mod prune;
 pub mod restore;
 pub mod retention;
-pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;

@@ -22,8 +22,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use mailrestore::api::client::ApiClient;
-use mailrestore::sandbox::daemon::{DaemonFiles, write_config};
-use mailrestore::sandbox::{Dovecot, Sandbox, SandboxOptions};
+use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
+use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailrestore");

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailrestore::api::client::{ApiClient, ClientError};
-use mailrestore::sandbox::daemon::{DaemonFiles, write_config};
-use mailrestore::sandbox::{Sandbox, SandboxOptions};
+use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
+use mailrestore_sandbox::{Sandbox, SandboxOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailrestore");
 

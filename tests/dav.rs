@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use common::ALICE;
 use common::daemon::{cli, serve, snapshot_job, start_restore, wait_job};
 use mailrestore::api::client::ApiClient;
-use mailrestore::sandbox::daemon::write_config;
-use mailrestore::sandbox::dav_seed::{
+use mailrestore_sandbox::daemon::write_config;
+use mailrestore_sandbox::dav_seed::{
     SeedItem, calendar_items, contact_items, make_addressbook, make_calendar, put_items,
 };
-use mailrestore::sandbox::raw_http::RawHttp;
-use mailrestore::sandbox::{Sandbox, SandboxOptions};
+use mailrestore_sandbox::raw_http::RawHttp;
+use mailrestore_sandbox::{Sandbox, SandboxOptions};
 use serde_json::Value;
 
 const CAL: &str = "text/calendar; charset=utf-8";
@@ -650,7 +650,7 @@ fn through_proxy(
     sandbox: &Sandbox,
     dir: &Path,
     proxy: u16,
-) -> mailrestore::sandbox::daemon::DaemonFiles {
+) -> mailrestore_sandbox::daemon::DaemonFiles {
     let radicale = sandbox.radicale.as_ref().unwrap();
     let f = write_config(sandbox, dir, "").unwrap();
     let config = std::fs::read_to_string(&f.config)

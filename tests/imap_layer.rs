@@ -14,9 +14,9 @@ use mailrestore::protocol::imap::{
     InternalDate, LoginMethod, MailboxAttribute, MailboxName, Refusal, ResponseCode, SpecialUse,
     UidSet,
 };
-use mailrestore::sandbox::raw_imap::RawImap;
-use mailrestore::sandbox::{Dovecot, Sandbox, SandboxOptions};
 use mailrestore::secret::Secret;
+use mailrestore_sandbox::raw_imap::RawImap;
+use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::daemon::{serve, wait_job};
 use common::{ALICE, Msg, live, seed_varied};
 use mailrestore::api::client::ApiClient;
-use mailrestore::sandbox::daemon::{DaemonFiles, write_config};
-use mailrestore::sandbox::{Dovecot, Sandbox, SandboxOptions};
+use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
+use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 async fn snapshot(api: &ApiClient, user: &str) -> String {
@@ -385,11 +385,11 @@ async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_h
     .expect("sandbox");
     let d = sandbox.dovecot().unwrap();
     let mut imap = d.login_master(ALICE).unwrap();
-    mailrestore::sandbox::demo::seed(&mut imap, d.separator).unwrap();
+    mailrestore_sandbox::demo::seed(&mut imap, d.separator).unwrap();
     imap.logout().unwrap();
     let radicale = sandbox.radicale.as_ref().unwrap();
     let items =
-        mailrestore::sandbox::demo::seed_dav(&radicale.user_client(ALICE), "/alice%40example.org/")
+        mailrestore_sandbox::demo::seed_dav(&radicale.user_client(ALICE), "/alice%40example.org/")
             .unwrap();
     assert_eq!(items, 5);
     let dir = tempfile::tempdir().unwrap();

@@ -12,11 +12,11 @@ use mailrestore::api::client::ApiClient;
 use mailrestore::config::RetentionConfig;
 use mailrestore::index::Index;
 use mailrestore::net::imap::{Endpoint, Security};
-use mailrestore::sandbox::daemon::write_config;
-use mailrestore::sandbox::{Dovecot, Sandbox, SandboxOptions};
 use mailrestore::secret::Secret;
 use mailrestore::snapshot::{Progress, Snapshotter};
 use mailrestore::store::Store;
+use mailrestore_sandbox::daemon::write_config;
+use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailrestore");
@@ -56,7 +56,7 @@ async fn a_scheduled_round_takes_a_point_of_every_user() {
     let users = ["alice@example.org", "bob@example.org", "carol@example.org"];
     for u in users {
         let mut imap = d.login_master(u).unwrap();
-        mailrestore::sandbox::demo::seed(&mut imap, d.separator).unwrap();
+        mailrestore_sandbox::demo::seed(&mut imap, d.separator).unwrap();
         imap.logout().unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +104,7 @@ async fn prune_reclaims_deleted_mail_and_every_remaining_point_stays_whole() {
     let sandbox = Sandbox::start(SandboxOptions::default()).expect("sandbox");
     let d = sandbox.dovecot().unwrap();
     let mut imap = d.login_master(ALICE).unwrap();
-    mailrestore::sandbox::demo::seed(&mut imap, d.separator).unwrap();
+    mailrestore_sandbox::demo::seed(&mut imap, d.separator).unwrap();
     imap.create("Big").unwrap();
     imap.append("Big", &[], None, &noise(4 << 20)).unwrap();
 

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use mailrestore::sandbox::raw_imap::RawImap;
-use mailrestore::sandbox::{Sandbox, SandboxOptions};
+use mailrestore_sandbox::raw_imap::RawImap;
+use mailrestore_sandbox::{Sandbox, SandboxOptions};
 
 /// How long a test waits for a delivery to show up over IMAP.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -229,7 +229,7 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
     // Bob may not read Alice's calendar; a wrong password is refused.
     let bob = radicale.user_client("bob@example.org");
     assert_eq!(bob.request("GET", &item, &[], b"").unwrap().status, 403);
-    let intruder = mailrestore::sandbox::raw_http::RawHttp::new("127.0.0.1", radicale.port)
+    let intruder = mailrestore_sandbox::raw_http::RawHttp::new("127.0.0.1", radicale.port)
         .with_basic_auth("alice@example.org", "wrong");
     assert_eq!(intruder.propfind(&home, "0", propfind).unwrap().status, 401);
 }

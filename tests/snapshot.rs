@@ -10,10 +10,10 @@ use std::path::Path;
 use common::{ALICE, du, live, point, seed_varied};
 use mailrestore::index::Index;
 use mailrestore::net::imap::{Endpoint, Security};
-use mailrestore::sandbox::{Dovecot, Sandbox, SandboxOptions};
 use mailrestore::secret::Secret;
 use mailrestore::snapshot::{Progress, Snapshotter};
 use mailrestore::store::Store;
+use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use tokio_util::sync::CancellationToken;
 
 fn endpoint(d: &Dovecot) -> Endpoint {

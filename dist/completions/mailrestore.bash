@@ -40,9 +40,6 @@ _mailrestore() {
             mailrestore,prune)
                 cmd="mailrestore__subcmd__prune"
                 ;;
-            mailrestore,quickstart)
-                cmd="mailrestore__subcmd__quickstart"
-                ;;
             mailrestore,restore)
                 cmd="mailrestore__subcmd__restore"
                 ;;
@@ -79,9 +76,6 @@ _mailrestore() {
             mailrestore__subcmd__help,prune)
                 cmd="mailrestore__subcmd__help__subcmd__prune"
                 ;;
-            mailrestore__subcmd__help,quickstart)
-                cmd="mailrestore__subcmd__help__subcmd__quickstart"
-                ;;
             mailrestore__subcmd__help,restore)
                 cmd="mailrestore__subcmd__help__subcmd__restore"
                 ;;
@@ -101,7 +95,7 @@ _mailrestore() {
 
     case "${cmd}" in
         mailrestore)
-            opts="-h -V --config --socket --json --help --version serve health points snapshot restore prune verify jobs job cancel quickstart completions help"
+            opts="-h -V --config --socket --json --help --version serve health points snapshot restore prune verify jobs job cancel completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,7 +183,7 @@ _mailrestore() {
             return 0
             ;;
         mailrestore__subcmd__help)
-            opts="serve health points snapshot restore prune verify jobs job cancel quickstart completions help"
+            opts="serve health points snapshot restore prune verify jobs job cancel completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,20 +295,6 @@ _mailrestore() {
             return 0
             ;;
         mailrestore__subcmd__help__subcmd__prune)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mailrestore__subcmd__help__subcmd__quickstart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -468,28 +448,6 @@ _mailrestore() {
             ;;
         mailrestore__subcmd__prune)
             opts="-h --dry-run --config --socket --json --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --socket)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        mailrestore__subcmd__quickstart)
-            opts="-h --keep --config --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

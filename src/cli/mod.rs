@@ -9,7 +9,6 @@
 mod offline;
 mod output;
 mod progress;
-mod quickstart;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -126,12 +125,6 @@ pub enum Command {
     Cancel {
         /// The job id (jN).
         id: String,
-    },
-    /// Run the sandbox demo: real servers on loopback, a demo mailbox, the daemon.
-    Quickstart {
-        /// Keep the sandbox running until Ctrl-C, to explore it.
-        #[arg(long)]
-        keep: bool,
     },
     /// Print shell completions.
     Completions {
@@ -330,7 +323,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             output::job(&v, json);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Quickstart { keep } => quickstart::run(*keep).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

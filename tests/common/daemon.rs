@@ -4,7 +4,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailrestore::api::client::ApiClient;
-use mailrestore::sandbox::daemon::DaemonFiles;
+use mailrestore_sandbox::daemon::DaemonFiles;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailrestore");

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mailrestore::manifest::{FolderManifest, Generation, RootManifest};
-use mailrestore::sandbox::Dovecot;
 use mailrestore::store::Store;
+use mailrestore_sandbox::Dovecot;
 
 pub const ALICE: &str = "alice@example.org";
 
@@ -47,7 +47,7 @@ pub fn big_message() -> Vec<u8> {
 /// keywords, a 1-byte and a 20 MB message.
 pub fn seed_varied(d: &Dovecot) -> usize {
     let mut imap = d.login_master(ALICE).expect("master login");
-    let mut n = mailrestore::sandbox::demo::seed(&mut imap, d.separator).expect("demo seed");
+    let mut n = mailrestore_sandbox::demo::seed(&mut imap, d.separator).expect("demo seed");
     let sep = d.separator.to_string();
     for f in FOLDERS {
         let name = f.replace('/', &sep);

@@ -12,8 +12,9 @@
 //! imap-codec inside, so it can check our IMAP code from outside) and
 //! [`raw_http::RawHttp`].
 //!
-//! This module must not be used by the daemon itself: it is test support that
-//! lives in `src/` only so that `tests/`, `benches/` and the quickstart share it.
+//! This crate is test support: `mailrestore` uses it only as a
+//! dev-dependency (tests and benches), and the quickstart is its binary, so
+//! none of it reaches the shipped `mailrestore` binary (a test checks that).
 //!
 //! Requirements: run as root (Dovecot switches to the `vmail` user, Postfix to
 //! `postfix`) on a machine prepared by `scripts/install-deps.sh`. A missing
@@ -24,12 +25,10 @@
 //! the separator is allowed, `.` included); [`MaildirLayout::MaildirPlusPlus`]
 //! gives the classic `.a.b` layout instead.
 
-mod base64;
 pub mod daemon;
 pub mod dav_seed;
 pub mod demo;
 mod dovecot;
-mod mutf7;
 mod ports;
 mod postfix;
 mod process;

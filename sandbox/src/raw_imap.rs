@@ -16,9 +16,19 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{base64, mutf7};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
-pub use super::mutf7::{decode as decode_mailbox_name, encode as encode_mailbox_name};
+/// Encodes a mailbox name in modified UTF-7 (RFC 3501 §5.1.3), by the
+/// `utf7-imap` crate: an oracle independent of mailrestore's own codec.
+pub fn encode_mailbox_name(name: &str) -> String {
+    utf7_imap::encode_utf7_imap(name.to_owned())
+}
+
+/// Decodes a modified UTF-7 mailbox name (see [`encode_mailbox_name`]).
+pub fn decode_mailbox_name(wire: &str) -> String {
+    utf7_imap::decode_utf7_imap(wire.to_owned())
+}
 
 /// The largest literal the client accepts from a server.
 pub const MAX_LITERAL: usize = 1 << 30;
@@ -253,7 +263,7 @@ impl RawImap {
         authcid: &str,
         password: &str,
     ) -> Result<Response, ImapError> {
-        let blob = base64::encode(format!("{authzid}\0{authcid}\0{password}").as_bytes());
+        let blob = STANDARD.encode(format!("{authzid}\0{authcid}\0{password}"));
         let response = self.command(&format!("AUTHENTICATE PLAIN {blob}"))?;
         ok(
             response,
@@ -574,7 +584,7 @@ fn quote(text: &str) -> Result<String, ImapError> {
 
 /// A mailbox name in modified UTF-7, quoted (always printable ASCII).
 fn quote_mailbox(name: &str) -> String {
-    let wire = mutf7::encode(name);
+    let wire = encode_mailbox_name(name);
     format!("\"{}\"", wire.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -747,7 +757,7 @@ fn listed(response: &Response, kind: &[u8]) -> Result<Vec<ListedMailbox>, ImapEr
             _ => None,
         };
         let wire = String::from_utf8_lossy(&string_value(name).unwrap_or_default()).into_owned();
-        let name = mutf7::decode(&wire).unwrap_or(wire);
+        let name = decode_mailbox_name(&wire);
         mailboxes.push(ListedMailbox {
             attributes,
             delimiter,
@@ -842,6 +852,22 @@ fn skip_value(items: &[Token<'_>], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mailbox_names_follow_rfc3501() {
+        let cases = [
+            ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),
+            ("Entwürfe", "Entw&APw-rfe"),
+            ("A&B", "A&-B"),
+            ("INBOX", "INBOX"),
+            ("Projets/Été 2025", "Projets/&AMk-t&AOk- 2025"),
+            ("😀", "&2D3eAA-"),
+        ];
+        for (name, wire) in cases {
+            assert_eq!(encode_mailbox_name(name), wire, "encode {name}");
+            assert_eq!(decode_mailbox_name(wire), name, "decode {wire}");
+        }
+    }
 
     fn untagged(text: &[u8], literals: &[&[u8]]) -> Untagged {
         Untagged {
