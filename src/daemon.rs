@@ -22,10 +22,10 @@ use crate::scheduler::Scheduler;
 
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
+use crate::repo::Repository;
 use crate::snapshot::Snapshotter;
 use crate::snapshot::is_unknown_user;
 use crate::state::StateDir;
-use crate::store::Store;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -48,7 +48,7 @@ pub struct Daemon {
     _state: StateDir,
     queue: Queue,
     index: Index,
-    store: Store,
+    store: Repository,
     listener: tokio::net::UnixListener,
 }
 
@@ -67,7 +67,7 @@ impl Daemon {
                 "forgot jobs that ended more than 90 days ago"
             );
         }
-        let store = Store::open(&state.store_dir(), index.clone())?;
+        let store = Repository::open(&state.store_dir(), index.clone())?;
         let endpoint = Endpoint::from_config(&config.imap);
         let dav = config
             .dav

@@ -4,6 +4,7 @@
 //! shell over [`cli::run`]. See ARCHITECTURE.md for the code map and invariants.
 
 pub mod api;
+pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -15,6 +16,7 @@ pub mod notify;
 pub mod points;
 pub mod protocol;
 pub mod prune;
+pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod schedule;

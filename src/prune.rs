@@ -23,13 +23,15 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tracing::info;
 
+use crate::blob::{BlobId, BlobKind, PackId};
 use crate::config::RetentionConfig;
 use crate::manifest::{
     ChunkGroup, CollectionManifest, FolderManifest, Generation, MessageChunk, RootManifest,
 };
+use crate::repo::{RepoError, Repository};
 use crate::retention::{self, PointRef};
 use crate::snapshot::{SnapshotError, read_manifest};
-use crate::store::{BlobId, BlobKind, PackId, Store, StoreError, pack};
+use crate::store::{StoreError, pack};
 
 /// Share of dead bytes above which a pack is rewritten.
 const REPACK_DEAD_SHARE: f64 = 0.2;
@@ -70,10 +72,19 @@ pub enum PruneError {
     Manifest(#[from] SnapshotError),
 }
 
+impl From<RepoError> for PruneError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Store(e) => PruneError::Store(e),
+            RepoError::Index(e) => PruneError::Index(e),
+        }
+    }
+}
+
 /// Applies the policy to every user's points and reclaims space.
 /// `in_use` holds `(user, point)` pairs that running restores read.
 pub fn prune(
-    store: &Store,
+    store: &Repository,
     policy: &RetentionConfig,
     tz: &TimeZone,
     now: Timestamp,
@@ -205,7 +216,7 @@ pub fn prune(
 }
 
 /// Every blob the given points use: manifests and messages.
-fn live_blobs(store: &Store, gens: &[Generation]) -> Result<HashSet<BlobId>, PruneError> {
+fn live_blobs(store: &Repository, gens: &[Generation]) -> Result<HashSet<BlobId>, PruneError> {
     let mut live = HashSet::new();
     for g in gens {
         live.insert(g.root);

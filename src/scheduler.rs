@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::jobs::{JobFilter, JobId, JobKind, Queue};
 use crate::prune::{PruneError, PruneReport};
-use crate::store::Store;
+use crate::repo::Repository;
 
 /// Counters the metrics endpoint shows.
 #[derive(Debug, Default)]
@@ -41,14 +41,14 @@ pub struct SchedulerStats {
 pub struct Scheduler {
     config: Arc<Config>,
     queue: Queue,
-    store: Store,
+    store: Repository,
     /// Its counters.
     pub stats: Arc<SchedulerStats>,
 }
 
 impl Scheduler {
     /// A scheduler over the daemon's queue and store.
-    pub fn new(config: Arc<Config>, queue: Queue, store: Store) -> Self {
+    pub fn new(config: Arc<Config>, queue: Queue, store: Repository) -> Self {
         Scheduler {
             config,
             queue,

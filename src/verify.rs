@@ -12,11 +12,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 
+use crate::blob::{BlobId, BlobKind, BlobLocation, PackId};
 use crate::index::Index;
 use crate::manifest::{
     self, ChunkGroup, CollectionManifest, FolderManifest, MessageChunk, RootManifest,
 };
-use crate::store::{BlobId, BlobKind, BlobLocation, PackId, Store, StoreError, pack};
+use crate::repo::{RepoError, Repository};
+use crate::store::{StoreError, pack};
 
 /// What a check found.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -69,7 +71,7 @@ pub struct RepairReport {
 }
 
 /// Rebuilds the blob locations and the generations from the packs.
-pub fn rebuild_index(store: &Store) -> Result<RepairReport, StoreError> {
+pub fn rebuild_index(store: &Repository) -> Result<RepairReport, RepoError> {
     let index = store.index();
     index.clear_store_records()?;
     let mut report = RepairReport::default();
@@ -111,7 +113,7 @@ pub fn rebuild_index(store: &Store) -> Result<RepairReport, StoreError> {
 }
 
 /// Checks every restore point (and, with `read_data`, every blob).
-pub fn verify(store: &Store, read_data: bool) -> Result<VerifyReport, StoreError> {
+pub fn verify(store: &Repository, read_data: bool) -> Result<VerifyReport, RepoError> {
     let index = store.index();
     let mut report = VerifyReport::default();
     let mut bad: HashSet<BlobId> = HashSet::new();
@@ -150,10 +152,10 @@ pub fn verify(store: &Store, read_data: bool) -> Result<VerifyReport, StoreError
 /// read what follows), then the entries of each pack the index does not
 /// point to. Packs whose structure is damaged are reported as well.
 fn read_all_data(
-    store: &Store,
+    store: &Repository,
     bad: &mut HashSet<BlobId>,
     report: &mut VerifyReport,
-) -> Result<(), StoreError> {
+) -> Result<(), RepoError> {
     let mut located = store.index().blobs()?;
     located.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
     let mut indexed: HashMap<PackId, HashMap<u64, (BlobId, BlobLocation)>> = HashMap::new();
@@ -240,7 +242,7 @@ fn count_read(report: &mut VerifyReport, loc: &BlobLocation) {
 }
 
 fn check_generation(
-    store: &Store,
+    store: &Repository,
     index: &Index,
     root: &BlobId,
     bad: &HashSet<BlobId>,
@@ -350,13 +352,13 @@ mod tests {
     };
     use std::path::Path;
 
-    fn open(dir: &Path) -> Store {
+    fn open(dir: &Path) -> Repository {
         let index = Index::open(&dir.join("index")).unwrap();
-        Store::open(&dir.join("store"), index).unwrap()
+        Repository::open(&dir.join("store"), index).unwrap()
     }
 
     /// One point of one folder holding `messages`, all in one pack.
-    fn one_point(store: &Store, messages: &[Vec<u8>]) -> GenerationId {
+    fn one_point(store: &Repository, messages: &[Vec<u8>]) -> GenerationId {
         let mut w = store.writer();
         let entries: Vec<MessageEntry> = messages
             .iter()

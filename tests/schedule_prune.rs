@@ -12,9 +12,9 @@ use mailrestore::api::client::ApiClient;
 use mailrestore::config::RetentionConfig;
 use mailrestore::index::Index;
 use mailrestore::net::imap::{Endpoint, Security};
+use mailrestore::repo::Repository;
 use mailrestore::secret::Secret;
 use mailrestore::snapshot::{Progress, Snapshotter};
-use mailrestore::store::Store;
 use mailrestore_sandbox::daemon::write_config;
 use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use tokio_util::sync::CancellationToken;
@@ -111,7 +111,7 @@ async fn prune_reclaims_deleted_mail_and_every_remaining_point_stays_whole() {
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "").unwrap();
     let index = Index::open(&f.state_dir.join("index")).unwrap();
-    let store = Store::open(&f.state_dir.join("store"), index).unwrap();
+    let store = Repository::open(&f.state_dir.join("store"), index).unwrap();
     let snap = Snapshotter::new(store.clone(), endpoint(d), 2);
     let progress = || Progress::new(CancellationToken::new());
     let first = snap.snapshot(ALICE, &progress()).await.unwrap();
@@ -188,7 +188,7 @@ async fn a_prune_killed_at_any_moment_loses_no_remaining_point() {
     .unwrap();
     let newest = {
         let index = Index::open(&f.state_dir.join("index")).unwrap();
-        let store = Store::open(&f.state_dir.join("store"), index).unwrap();
+        let store = Repository::open(&f.state_dir.join("store"), index).unwrap();
         let snap = Snapshotter::new(store.clone(), endpoint(d), 2);
         let mut imap = d.login_master(ALICE).unwrap();
         let mut newest = None;

@@ -10,9 +10,9 @@ use std::path::Path;
 use common::{ALICE, du, live, point, seed_varied};
 use mailrestore::index::Index;
 use mailrestore::net::imap::{Endpoint, Security};
+use mailrestore::repo::Repository;
 use mailrestore::secret::Secret;
 use mailrestore::snapshot::{Progress, Snapshotter};
-use mailrestore::store::Store;
 use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -26,9 +26,9 @@ fn endpoint(d: &Dovecot) -> Endpoint {
     )
 }
 
-fn open_store(dir: &Path) -> Store {
+fn open_store(dir: &Path) -> Repository {
     let index = Index::open(&dir.join("index")).expect("index");
-    Store::open(&dir.join("store"), index).expect("store")
+    Repository::open(&dir.join("store"), index).expect("store")
 }
 
 fn progress() -> Progress {

@@ -52,7 +52,7 @@ pub struct ApiState {
     /// Rounds and prune.
     pub scheduler: crate::scheduler::Scheduler,
     /// The blob store (its size for metrics).
-    pub store: crate::store::Store,
+    pub store: crate::repo::Repository,
     /// When the daemon started.
     pub started: Instant,
 }

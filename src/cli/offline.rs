@@ -6,17 +6,17 @@ use std::process::ExitCode;
 use super::{EXIT_FAILED, Failure};
 use crate::config::Config;
 use crate::index::Index;
+use crate::repo::Repository;
 use crate::state::StateDir;
-use crate::store::Store;
 
-fn open(config: &Config) -> Result<(StateDir, Store), Failure> {
+fn open(config: &Config) -> Result<(StateDir, Repository), Failure> {
     let state = StateDir::open(&config.state_dir).map_err(|e| {
         Failure::failed(format!(
             "{e}; stop the daemon (systemctl stop mailrestore) to run this offline"
         ))
     })?;
     let index = Index::open(&state.index_dir()).map_err(Failure::failed)?;
-    let store = Store::open(&state.store_dir(), index).map_err(Failure::failed)?;
+    let store = Repository::open(&state.store_dir(), index).map_err(Failure::failed)?;
     Ok((state, store))
 }
 

@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
+use crate::blob::{BlobId, BlobLocation};
 use crate::jobs::{Job, JobId};
 use crate::manifest::{Generation, GenerationId};
-use crate::store::{BlobId, BlobLocation};
 
 /// Why the index failed.
 #[derive(Debug, thiserror::Error)]
@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn locations(n: u32, salt: &str) -> Vec<(BlobId, BlobLocation)> {
-        use crate::store::{PackId, pack::Codec};
+        use crate::blob::{Codec, PackId};
         let pack = PackId::random();
         (0..n)
             .map(|i| {

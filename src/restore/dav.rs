@@ -301,7 +301,7 @@ pub async fn restore_items(
 
 async fn load_and_put(
     client: &DavClient,
-    store: &crate::store::Store,
+    store: &crate::repo::Repository,
     collection: &Url,
     kind: CollectionKind,
     item: &ItemEntry,

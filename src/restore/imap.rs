@@ -11,13 +11,14 @@ use std::collections::BTreeSet;
 
 use tracing::{debug, warn};
 
+use crate::blob::BlobId;
 use crate::manifest::MessageEntry;
 use crate::net::imap::ImapConnection;
 use crate::protocol::imap::{
     AppendMessage, BodySection, FetchItems, FetchRequest, Flag, ImapError, InternalDate,
     MailboxName, ResponseCode, Uid, UidRange, UidSet,
 };
-use crate::store::{BlobId, Store};
+use crate::repo::Repository;
 
 use super::{FolderJournal, Pending, RestoreError, Shared};
 
@@ -166,7 +167,7 @@ fn batch_end(entries: &[MessageEntry], start: usize, multiappend: bool) -> usize
     end
 }
 
-fn load(store: &Store, slice: &[MessageEntry]) -> Result<Vec<Vec<u8>>, RestoreError> {
+fn load(store: &Repository, slice: &[MessageEntry]) -> Result<Vec<Vec<u8>>, RestoreError> {
     slice.iter().map(|e| Ok(store.get(&e.blob)?)).collect()
 }
 

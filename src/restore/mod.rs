@@ -28,8 +28,9 @@ use crate::manifest::{FolderManifest, GenerationId, MessageEntry, RootManifest};
 use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
+use crate::repo::{RepoError, Repository};
 use crate::snapshot::{SnapshotError, folder_messages, imap_job_error, read_manifest};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use plan::{LiveNamespace, Plan, SourceFolder};
 
 /// Why a restore stopped.
@@ -83,6 +84,15 @@ impl From<crate::protocol::dav::HrefError> for RestoreError {
     }
 }
 
+impl From<RepoError> for RestoreError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Store(e) => RestoreError::Store(e),
+            RepoError::Index(e) => RestoreError::Index(e),
+        }
+    }
+}
+
 impl RestoreError {
     /// The job error: a stable code and a sentence.
     pub fn to_job_error(&self) -> JobError {
@@ -129,7 +139,7 @@ pub struct FolderJournal {
 
 /// What the workers of one restore share.
 pub struct Shared<'a> {
-    store: &'a Store,
+    store: &'a Repository,
     ctx: &'a JobContext,
     job: JobId,
     warned: Mutex<HashSet<String>>,
@@ -211,7 +221,7 @@ impl Shared<'_> {
 /// Restores points.
 #[derive(Clone)]
 pub struct Restorer {
-    store: Store,
+    store: Repository,
     endpoint: Endpoint,
     connections: usize,
     template: String,
@@ -222,7 +232,7 @@ pub struct Restorer {
 impl Restorer {
     /// A restorer from `store` to `endpoint`.
     pub fn new(
-        store: Store,
+        store: Repository,
         endpoint: Endpoint,
         connections: usize,
         template: String,
@@ -245,7 +255,7 @@ impl Restorer {
     }
 
     /// The store read from.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Repository {
         &self.store
     }
 

@@ -26,7 +26,7 @@ use super::{Progress, SnapshotError};
 use crate::manifest::{CollectionManifest, ItemEntry};
 use crate::net::dav::{DavClient, DavError};
 use crate::protocol::dav::{self, CollectionKind, Homes, href};
-use crate::store::BlobWriter;
+use crate::repo::BlobWriter;
 
 /// Items fetched at once.
 const PARALLEL_GETS: usize = 4;

@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 
+use crate::blob::BlobKind;
 use crate::manifest::{self, FolderManifest, MessageEntry};
 use crate::net::imap::ImapConnection;
 use crate::protocol::imap::{
     BodySection, FetchItems, FetchRequest, FetchedMessage, Flag, MailboxEntry, Uid, UidRange,
     UidSet,
 };
-use crate::store::{BlobKind, BlobWriter, Store};
+use crate::repo::{BlobWriter, Repository};
 
 use super::{Progress, SnapshotError};
 
@@ -26,7 +27,7 @@ pub async fn snapshot_folder(
     conn: &mut ImapConnection,
     entry: &MailboxEntry,
     prev: Option<&FolderManifest>,
-    store: &Store,
+    store: &Repository,
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<FolderManifest, SnapshotError> {
@@ -123,7 +124,7 @@ fn finish(
 }
 
 fn load_entries(
-    store: &Store,
+    store: &Repository,
     prev: &FolderManifest,
 ) -> Result<HashMap<u32, MessageEntry>, SnapshotError> {
     Ok(super::folder_messages(store, prev)?

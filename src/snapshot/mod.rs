@@ -18,6 +18,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::blob::{BlobId, BlobKind};
 use crate::jobs::JobError;
 use crate::manifest::{
     self, CollectionManifest, FolderManifest, FolderRef, Generation, GenerationId, MANIFEST_FORMAT,
@@ -26,7 +27,8 @@ use crate::manifest::{
 use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::{ImapError, MailboxEntry};
-use crate::store::{BlobId, BlobKind, Store, StoreError};
+use crate::repo::{RepoError, Repository};
+use crate::store::StoreError;
 
 /// Why a snapshot failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,15 @@ pub enum SnapshotError {
     /// Stopped on request.
     #[error("the snapshot was stopped")]
     Stopped,
+}
+
+impl From<RepoError> for SnapshotError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Store(e) => SnapshotError::Store(e),
+            RepoError::Index(e) => SnapshotError::Index(e),
+        }
+    }
 }
 
 impl SnapshotError {
@@ -187,7 +198,7 @@ pub struct SnapshotOutcome {
 /// Takes restore points.
 #[derive(Clone)]
 pub struct Snapshotter {
-    store: Store,
+    store: Repository,
     endpoint: Endpoint,
     connections: usize,
     dav: Option<DavClient>,
@@ -196,7 +207,7 @@ pub struct Snapshotter {
 impl Snapshotter {
     /// A snapshotter writing into `store`, reading from `endpoint` over at
     /// most `connections` connections per user.
-    pub fn new(store: Store, endpoint: Endpoint, connections: usize) -> Self {
+    pub fn new(store: Repository, endpoint: Endpoint, connections: usize) -> Self {
         Snapshotter {
             store,
             endpoint,
@@ -212,7 +223,7 @@ impl Snapshotter {
     }
 
     /// The store written to.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Repository {
         &self.store
     }
 
@@ -361,9 +372,9 @@ impl Snapshotter {
         work: Arc<Mutex<VecDeque<(usize, MailboxEntry)>>>,
         results: Arc<Mutex<Vec<(usize, FolderManifest)>>>,
         previous: &HashMap<String, FolderManifest>,
-        mut writer: crate::store::BlobWriter,
+        mut writer: crate::repo::BlobWriter,
         progress: &Progress,
-    ) -> Result<crate::store::BlobWriter, SnapshotError> {
+    ) -> Result<crate::repo::BlobWriter, SnapshotError> {
         let mut conn = match conn {
             Some(c) => c,
             None => {
@@ -484,7 +495,7 @@ fn work_len(work: &Mutex<VecDeque<(usize, MailboxEntry)>>) -> usize {
 
 /// Reads and decodes a manifest blob.
 pub fn read_manifest<T: serde::de::DeserializeOwned>(
-    store: &Store,
+    store: &Repository,
     id: &BlobId,
 ) -> Result<T, SnapshotError> {
     manifest::decode(&store.get(id)?).map_err(|e| SnapshotError::Manifest {
@@ -495,7 +506,7 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(
 
 /// Every message entry of a folder manifest, in UID order.
 pub fn folder_messages(
-    store: &Store,
+    store: &Repository,
     folder: &FolderManifest,
 ) -> Result<Vec<crate::manifest::MessageEntry>, SnapshotError> {
     let mut out = Vec::with_capacity(folder.messages as usize);

@@ -18,7 +18,8 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{BlobId, StoreError};
+use super::StoreError;
+use crate::blob::{BlobId, BlobKind, BlobLocation, Codec, PackId};
 
 /// First bytes of every pack.
 pub const FILE_MAGIC: &[u8; 8] = b"MRPACK01";
@@ -26,127 +27,6 @@ pub const FILE_MAGIC: &[u8; 8] = b"MRPACK01";
 pub const ENTRY_MAGIC: &[u8; 4] = b"MRBL";
 /// Size of an entry header.
 pub const ENTRY_HEADER: u64 = 64;
-
-/// How a blob's bytes are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// As they are (incompressible data).
-    Stored = 0,
-    /// zstd.
-    Zstd = 1,
-}
-
-/// What a blob is, recorded in its entry header so `verify --repair` can
-/// find the root manifests without decoding every blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlobKind {
-    /// A message, a calendar item: opaque bytes.
-    Data = 0,
-    /// A generation's root manifest.
-    Root = 1,
-    /// A folder manifest, a chunk, a collection manifest.
-    Manifest = 2,
-}
-
-fn kind(b: u8) -> BlobKind {
-    match b {
-        1 => BlobKind::Root,
-        2 => BlobKind::Manifest,
-        _ => BlobKind::Data,
-    }
-}
-
-/// Where a blob lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobLocation {
-    /// The pack.
-    pub pack: PackId,
-    /// Offset of the entry header in the pack.
-    pub offset: u64,
-    /// Length of the stored (maybe compressed) bytes.
-    pub stored_len: u64,
-    /// Length of the blob itself.
-    pub raw_len: u64,
-    /// How it is stored.
-    pub codec: Codec,
-}
-
-impl BlobLocation {
-    /// Encodes as 41 bytes for the index.
-    pub fn to_bytes(&self) -> [u8; 41] {
-        let mut b = [0u8; 41];
-        b[..16].copy_from_slice(&self.pack.0);
-        b[16..24].copy_from_slice(&self.offset.to_le_bytes());
-        b[24..32].copy_from_slice(&self.stored_len.to_le_bytes());
-        b[32..40].copy_from_slice(&self.raw_len.to_le_bytes());
-        b[40] = self.codec as u8;
-        b
-    }
-
-    /// Decodes what [`BlobLocation::to_bytes`] made.
-    pub fn from_bytes(b: &[u8]) -> Option<BlobLocation> {
-        if b.len() != 41 {
-            return None;
-        }
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        Some(BlobLocation {
-            pack: PackId(b[..16].try_into().ok()?),
-            offset: u64_at(16),
-            stored_len: u64_at(24),
-            raw_len: u64_at(32),
-            codec: codec(b[40])?,
-        })
-    }
-}
-
-fn codec(b: u8) -> Option<Codec> {
-    match b {
-        0 => Some(Codec::Stored),
-        1 => Some(Codec::Zstd),
-        _ => None,
-    }
-}
-
-/// A pack's name: 16 random bytes, shown as 32 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PackId(pub [u8; 16]);
-
-impl PackId {
-    /// A fresh id, unique across processes and restarts.
-    pub fn random() -> PackId {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let mut h = blake3::Hasher::new();
-        h.update(&std::process::id().to_le_bytes());
-        h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        h.update(&now.as_nanos().to_le_bytes());
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        PackId(id)
-    }
-
-    /// 32 hex digits.
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// Parses 32 hex digits.
-    pub fn from_hex(s: &str) -> Option<PackId> {
-        let bytes = super::decode_hex(s)?;
-        Some(PackId(bytes.try_into().ok()?))
-    }
-
-    /// `packs/ab/ab….pack` below the store root.
-    pub fn path(&self, root: &Path) -> PathBuf {
-        let hex = self.hex();
-        root.join("packs")
-            .join(&hex[..2])
-            .join(format!("{hex}.pack"))
-    }
-}
 
 /// Writes one pack. Blobs written are not reachable until [`PackWriter::finish`]
 /// has made the file durable and returned their locations.
@@ -359,7 +239,9 @@ pub fn scan(path: &Path, pack: PackId) -> Result<Vec<ScannedEntry>, StoreError> 
         }
         let raw_len = u64::from_le_bytes(h[36..44].try_into().unwrap_or([0; 8]));
         let stored_len = u64::from_le_bytes(h[44..52].try_into().unwrap_or([0; 8]));
-        let Some(codec) = codec(h[52]) else { break };
+        let Some(codec) = Codec::from_byte(h[52]) else {
+            break;
+        };
         if offset + ENTRY_HEADER + stored_len > len {
             break;
         }
@@ -367,7 +249,7 @@ pub fn scan(path: &Path, pack: PackId) -> Result<Vec<ScannedEntry>, StoreError> 
         id.copy_from_slice(&h[4..36]);
         out.push(ScannedEntry {
             id: BlobId(id),
-            kind: kind(h[53]),
+            kind: BlobKind::from_byte(h[53]),
             location: BlobLocation {
                 pack,
                 offset,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mailrestore::manifest::{FolderManifest, Generation, RootManifest};
-use mailrestore::store::Store;
+use mailrestore::repo::Repository;
 use mailrestore_sandbox::Dovecot;
 
 pub const ALICE: &str = "alice@example.org";
@@ -167,7 +167,7 @@ pub fn live(d: &Dovecot, user: &str) -> BTreeMap<String, BTreeMap<u32, Msg>> {
 pub type PointFolders = BTreeMap<String, (FolderManifest, BTreeMap<u32, Msg>)>;
 
 /// A restore point read back from the store: folder → UID → message.
-pub fn point(store: &Store, g: &Generation) -> (RootManifest, PointFolders) {
+pub fn point(store: &Repository, g: &Generation) -> (RootManifest, PointFolders) {
     let root: RootManifest = mailrestore::snapshot::read_manifest(store, &g.root).expect("root");
     let mut out = BTreeMap::new();
     for f in &root.folders {
