@@ -68,7 +68,7 @@ impl Scheduler {
             })?
             .into_iter()
             .filter(|j| !j.state.is_final())
-            .filter_map(|j| Some((j.user, j.point?)))
+            .filter_map(|j| Some((j.user.clone(), j.point()?.to_string())))
             .collect();
         let _gc = self.store.gc_lock().write().await;
         let store = self.store.clone();

@@ -18,7 +18,10 @@ fn label(v: &str) -> String {
 
 /// The exposition text.
 pub fn render(st: &ApiState) -> Result<String, String> {
-    let jobs = st.index.jobs().map_err(|e| e.to_string())?;
+    let jobs = st
+        .index
+        .jobs::<crate::jobs::Job>()
+        .map_err(|e| e.to_string())?;
     let mut out = String::new();
     jobs_by_outcome(&mut out, &jobs);
     restored(&mut out, &jobs);
@@ -102,7 +105,7 @@ fn jobs_by_outcome(out: &mut String, jobs: &[Job]) {
     let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for j in jobs.iter().filter(|j| j.state.is_final()) {
         *counts
-            .entry((j.kind.as_str(), j.state.as_str()))
+            .entry((j.kind().as_str(), j.state.as_str()))
             .or_default() += 1;
     }
     let _ = writeln!(
@@ -127,7 +130,7 @@ fn jobs_by_outcome(out: &mut String, jobs: &[Job]) {
 }
 
 fn restored(out: &mut String, jobs: &[Job]) {
-    let restores = jobs.iter().filter(|j| j.kind == JobKind::Restore);
+    let restores = jobs.iter().filter(|j| j.kind() == JobKind::Restore);
     let (mut messages, mut bytes, mut items) = (0u64, 0u64, 0u64);
     for j in restores {
         messages += j.progress.messages.done;
@@ -166,7 +169,7 @@ fn durations(out: &mut String, jobs: &[Job]) {
     let _ = writeln!(out, "# TYPE mailrestore_job_duration_seconds summary");
     for kind in [JobKind::Snapshot, JobKind::Restore] {
         let (mut sum, mut count) = (0.0, 0u64);
-        for j in jobs.iter().filter(|j| j.kind == kind) {
+        for j in jobs.iter().filter(|j| j.kind() == kind) {
             if let (Some(s), Some(e)) = (j.started_at, j.finished_at) {
                 sum += e.duration_since(s).as_secs_f64().max(0.0);
                 count += 1;

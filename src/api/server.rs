@@ -32,7 +32,7 @@ use super::wire::{
 };
 use crate::config::Config;
 use crate::index::Index;
-use crate::jobs::{CancelError, JobFilter, JobId, JobKind, JobRequest, Queue};
+use crate::jobs::{CancelError, JobFilter, JobId, JobSpec, Queue, RestoreSpec};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -525,13 +525,14 @@ async fn post_restores(
         })?;
     let job = st
         .queue
-        .submit(JobRequest {
-            kind: JobKind::Restore,
-            user: req.user,
-            point: Some(point.to_string()),
-            scope: Some(scope),
-            requested_by: req.requested_by,
-        })
+        .submit(
+            req.user,
+            JobSpec::Restore(RestoreSpec {
+                point,
+                scope,
+                requested_by: req.requested_by,
+            }),
+        )
         .map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job))))
 }

@@ -104,18 +104,18 @@ impl From<&Job> for JobView {
     fn from(j: &Job) -> Self {
         JobView {
             id: j.id.to_string(),
-            kind: j.kind.as_str().to_string(),
+            kind: j.kind().as_str().to_string(),
             user: j.user.clone(),
             state: j.state.as_str().to_string(),
-            point: j.point.clone(),
-            scope: j.scope.map(|s| {
-                match s {
+            point: j.point().map(ToString::to_string),
+            scope: j.restore().map(|r| {
+                match r.scope {
                     crate::jobs::Scope::All => "all",
                     crate::jobs::Scope::Inbox => "inbox",
                 }
                 .to_string()
             }),
-            requested_by: j.requested_by.clone(),
+            requested_by: j.restore().and_then(|r| r.requested_by.clone()),
             target: TargetView {
                 folder: j.target.folder.clone(),
                 calendars: j.target.calendars.clone(),

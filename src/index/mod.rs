@@ -8,10 +8,13 @@
 //! Invariant: a write that callers rely on after a crash (a job state change,
 //! a generation commit) is flushed to disk before the call returns.
 
+use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::path::Path;
 
+use jiff::Timestamp;
+
 use crate::blob::{BlobId, BlobLocation};
-use crate::jobs::{Job, JobId};
 use crate::manifest::{Generation, GenerationId};
 
 /// Why the index failed.
@@ -56,6 +59,47 @@ const JOBS: &str = "jobs";
 const BLOBS: &str = "blobs";
 const GENERATIONS: &str = "generations";
 const JOURNAL: &str = "journal";
+
+/// What the index needs of a job record (the jobs module's `Job`): its
+/// number, and whether it may be forgotten. The index stores it as JSON and
+/// knows nothing else of it.
+pub trait JobRecord: serde::Serialize + serde::de::DeserializeOwned {
+    /// The job's number: its key, in submission order.
+    fn number(&self) -> u64;
+    /// True when the job has ended before `cutoff` and may be forgotten.
+    fn forgettable_before(&self, cutoff: Timestamp) -> bool;
+}
+
+/// The name of one journal record of a job, bound to the type it holds, so
+/// a record is always read back as what it was written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalKey<T> {
+    name: Cow<'static, str>,
+    holds: PhantomData<fn() -> T>,
+}
+
+impl<T> JournalKey<T> {
+    /// The one record of its kind in a job (`plan`).
+    pub const fn single(name: &'static str) -> JournalKey<T> {
+        JournalKey {
+            name: Cow::Borrowed(name),
+            holds: PhantomData,
+        }
+    }
+
+    /// The record of item `n` of a kind (`f3`: folder 3's progress).
+    pub fn nth(prefix: &'static str, n: usize) -> JournalKey<T> {
+        JournalKey {
+            name: Cow::Owned(format!("{prefix}{n}")),
+            holds: PhantomData,
+        }
+    }
+
+    /// The key as stored.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
 
 /// A handle on the index. Cheap to clone.
 #[derive(Clone)]
@@ -107,10 +151,10 @@ impl Index {
         })
     }
 
-    /// A new job id, never handed out before (survives restarts).
-    pub fn next_job_id(&self) -> Result<JobId, IndexError> {
+    /// A new job number, never handed out before (survives restarts).
+    pub fn next_job_id(&self) -> Result<u64, IndexError> {
         // Our own counter (sled's generate_id jumps by a million at each
-        // start): j1, j2, … durably, never reused.
+        // start): 1, 2, … durably, never reused.
         let next = self.db.update_and_fetch("next_job_id", |old| {
             let n = old
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -118,31 +162,30 @@ impl Index {
             Some((n + 1).to_be_bytes().to_vec())
         })?;
         self.db.flush()?;
-        let n = next
+        Ok(next
             .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(1, u64::from_be_bytes);
-        Ok(JobId(n))
+            .map_or(1, u64::from_be_bytes))
     }
 
     /// Writes a job record durably.
-    pub fn put_job(&self, job: &Job) -> Result<(), IndexError> {
-        // Serialising our own plain struct cannot fail.
-        let value = serde_json::to_vec(job).expect("a Job always serialises");
-        self.jobs.insert(job.id.0.to_be_bytes(), value)?;
+    pub fn put_job<J: JobRecord>(&self, job: &J) -> Result<(), IndexError> {
+        // Job records are plain structs: always serialisable.
+        let value = serde_json::to_vec(job).expect("a job record always serialises");
+        self.jobs.insert(job.number().to_be_bytes(), value)?;
         self.jobs.flush()?;
         Ok(())
     }
 
     /// One job.
-    pub fn job(&self, id: JobId) -> Result<Option<Job>, IndexError> {
+    pub fn job<J: JobRecord>(&self, number: u64) -> Result<Option<J>, IndexError> {
         self.jobs
-            .get(id.0.to_be_bytes())?
-            .map(|v| decode(JOBS, &id.to_string(), &v))
+            .get(number.to_be_bytes())?
+            .map(|v| decode(JOBS, &number.to_string(), &v))
             .transpose()
     }
 
     /// Every job, oldest first.
-    pub fn jobs(&self) -> Result<Vec<Job>, IndexError> {
+    pub fn jobs<J: JobRecord>(&self) -> Result<Vec<J>, IndexError> {
         self.jobs
             .iter()
             .map(|kv| {
@@ -156,13 +199,14 @@ impl Index {
     /// folder's progress).
     pub fn put_journal<T: serde::Serialize>(
         &self,
-        job: JobId,
-        key: &str,
+        job: impl Into<u64>,
+        key: &JournalKey<T>,
         value: &T,
     ) -> Result<(), IndexError> {
         // Journal records are plain structs: always serialisable.
         let bytes = serde_json::to_vec(value).expect("journal records serialise");
-        self.journal.insert(journal_key(job, key), bytes)?;
+        self.journal
+            .insert(journal_key(job.into(), &key.name), bytes)?;
         self.journal.flush()?;
         Ok(())
     }
@@ -170,22 +214,24 @@ impl Index {
     /// Reads a job's journal record.
     pub fn journal<T: serde::de::DeserializeOwned>(
         &self,
-        job: JobId,
-        key: &str,
+        job: impl Into<u64>,
+        key: &JournalKey<T>,
     ) -> Result<Option<T>, IndexError> {
         self.journal
-            .get(journal_key(job, key))?
-            .map(|v| decode(JOURNAL, key, &v))
+            .get(journal_key(job.into(), &key.name))?
+            .map(|v| decode(JOURNAL, &key.name, &v))
             .transpose()
     }
 
-    /// Removes finished jobs that ended before `cutoff`; returns how many.
-    pub fn forget_jobs_before(&self, cutoff: jiff::Timestamp) -> Result<usize, IndexError> {
+    /// Removes the jobs of type `J` that [`JobRecord::forgettable_before`]
+    /// `cutoff`, with their journals; returns how many.
+    pub fn forget_jobs_before<J: JobRecord>(&self, cutoff: Timestamp) -> Result<usize, IndexError> {
         let mut n = 0;
-        for job in self.jobs()? {
-            if job.state.is_final() && job.finished_at.is_some_and(|t| t < cutoff) {
-                self.jobs.remove(job.id.0.to_be_bytes())?;
-                for kv in self.journal.scan_prefix(job.id.0.to_be_bytes()) {
+        for job in self.jobs::<J>()? {
+            if job.forgettable_before(cutoff) {
+                let number = job.number().to_be_bytes();
+                self.jobs.remove(number)?;
+                for kv in self.journal.scan_prefix(number) {
                     let (k, _) = kv?;
                     self.journal.remove(k)?;
                 }
@@ -362,9 +408,9 @@ impl Index {
     }
 }
 
-/// `job id (big-endian) \0 key`.
-fn journal_key(job: JobId, key: &str) -> Vec<u8> {
-    let mut k = job.0.to_be_bytes().to_vec();
+/// `job number (big-endian) \0 key`.
+fn journal_key(job: u64, key: &str) -> Vec<u8> {
+    let mut k = job.to_be_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(key.as_bytes());
     k
@@ -393,41 +439,53 @@ fn decode<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::{JobKind, JobRequest, JobState};
-    use jiff::Timestamp;
 
-    fn job(id: JobId) -> Job {
-        Job::new(
+    /// A job record of the tests' own: the index needs nothing more.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Job {
+        id: u64,
+        finished_at: Option<Timestamp>,
+    }
+
+    impl JobRecord for Job {
+        fn number(&self) -> u64 {
+            self.id
+        }
+        fn forgettable_before(&self, cutoff: Timestamp) -> bool {
+            self.finished_at.is_some_and(|t| t < cutoff)
+        }
+    }
+
+    fn job(id: u64) -> Job {
+        Job {
             id,
-            JobRequest {
-                kind: JobKind::Snapshot,
-                user: "alice@example.org".into(),
-                point: None,
-                scope: None,
-                requested_by: None,
-            },
-            Timestamp::UNIX_EPOCH,
-        )
+            finished_at: None,
+        }
     }
 
     #[test]
     fn jobs_persist_across_reopen_in_id_order() {
         let dir = tempfile::tempdir().unwrap();
-        let ids: Vec<JobId> = {
+        let ids: Vec<u64> = {
             let index = Index::open(dir.path()).unwrap();
-            let ids: Vec<JobId> = (0..300).map(|_| index.next_job_id().unwrap()).collect();
+            let ids: Vec<u64> = (0..300).map(|_| index.next_job_id().unwrap()).collect();
             for id in ids.iter().rev() {
                 index.put_job(&job(*id)).unwrap();
             }
             ids
         };
         let index = Index::open(dir.path()).unwrap();
-        let got: Vec<JobId> = index.jobs().unwrap().into_iter().map(|j| j.id).collect();
+        let got: Vec<u64> = index
+            .jobs::<Job>()
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
         assert_eq!(got, ids);
         let fresh = index.next_job_id().unwrap();
         assert!(fresh > *ids.last().unwrap(), "ids must never repeat");
-        assert_eq!(index.job(ids[5]).unwrap().unwrap().id, ids[5]);
-        assert!(index.job(JobId(u64::MAX)).unwrap().is_none());
+        assert_eq!(index.job::<Job>(ids[5]).unwrap().unwrap().id, ids[5]);
+        assert!(index.job::<Job>(u64::MAX).unwrap().is_none());
     }
 
     #[test]
@@ -507,17 +565,24 @@ mod tests {
     fn forgets_only_old_finished_jobs() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
-        let mut old = job(JobId(1));
-        old.state = JobState::Succeeded;
+        let mut old = job(1);
         old.finished_at = Some(Timestamp::from_second(100).unwrap());
-        let mut running = job(JobId(2));
-        running.state = JobState::Running;
+        let running = job(2);
+        let mut recent = job(3);
+        recent.finished_at = Some(Timestamp::from_second(300).unwrap());
         index.put_job(&old).unwrap();
         index.put_job(&running).unwrap();
+        index.put_job(&recent).unwrap();
+        let plan: JournalKey<Vec<u32>> = JournalKey::single("plan");
+        index.put_journal(1u64, &plan, &vec![7]).unwrap();
+        index.put_journal(2u64, &plan, &vec![8]).unwrap();
         let n = index
-            .forget_jobs_before(Timestamp::from_second(200).unwrap())
+            .forget_jobs_before::<Job>(Timestamp::from_second(200).unwrap())
             .unwrap();
         assert_eq!(n, 1);
-        assert_eq!(index.jobs().unwrap(), vec![running]);
+        assert_eq!(index.jobs::<Job>().unwrap(), vec![running, recent]);
+        assert_eq!(index.journal(1u64, &plan).unwrap(), None);
+        assert_eq!(index.journal(2u64, &plan).unwrap(), Some(vec![8]));
+        assert_eq!(JournalKey::<u8>::nth("f", 3).name(), "f3");
     }
 }

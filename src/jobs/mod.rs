@@ -5,10 +5,11 @@
 //! persists every state change through [`crate::index::Index`], runs queued jobs
 //! on the [`Runner`] registered for their kind, re-queues jobs a previous daemon
 //! left `running` (they resume), and carries cancellation. It knows nothing of
-//! IMAP or DAV: runners do the work.
+//! IMAP or DAV: the runners the daemon registers (`daemon::runners`) do the
+//! work. A job's arguments are typed ([`JobSpec`]), checked once when the job
+//! is made.
 
 mod queue;
-pub mod runners;
 
 pub use queue::{CancelError, JobContext, Queue, RunResult, Runner};
 
@@ -17,6 +18,8 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::manifest::GenerationId;
 
 /// A job's identifier: `j` followed by a number that grows with each job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -214,38 +217,52 @@ impl JobError {
     }
 }
 
-/// What the panel asked for.
+/// What a job is asked to do: its kind, with the arguments of that kind
+/// checked once, when the job is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRequest {
-    /// Snapshot or restore.
-    pub kind: JobKind,
-    /// The mailbox.
-    pub user: String,
-    /// The restore point (restores).
-    pub point: Option<String>,
-    /// What to restore (restores).
-    pub scope: Option<Scope>,
+pub enum JobSpec {
+    /// Take a restore point of the job's user.
+    Snapshot,
+    /// Bring a restore point back.
+    Restore(RestoreSpec),
+}
+
+/// The arguments of a restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSpec {
+    /// The restore point brought back.
+    pub point: GenerationId,
+    /// What of it.
+    pub scope: Scope,
     /// Who asked (gets the notification).
     pub requested_by: Option<String>,
 }
 
-/// A job as persisted.
+impl JobSpec {
+    /// The kind: runners and limits are per kind.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobSpec::Snapshot => JobKind::Snapshot,
+            JobSpec::Restore(_) => JobKind::Restore,
+        }
+    }
+}
+
+/// A job as persisted. Stored as a [`JobRecord`] (the flat form the index
+/// has always held), read back into typed fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "JobRecord", try_from = "JobRecord")]
 pub struct Job {
     /// Identifier.
     pub id: JobId,
-    /// Snapshot or restore.
-    pub kind: JobKind,
     /// The mailbox.
     pub user: String,
+    /// What it does.
+    pub spec: JobSpec,
     /// Life cycle state.
     pub state: JobState,
-    /// The restore point (a restore's source, a snapshot's result).
-    pub point: Option<String>,
-    /// What a restore brings back.
-    pub scope: Option<Scope>,
-    /// Who asked.
-    pub requested_by: Option<String>,
+    /// The restore point a snapshot made.
+    pub made: Option<GenerationId>,
     /// Where a restore writes.
     pub target: Target,
     /// Counters.
@@ -253,13 +270,10 @@ pub struct Job {
     /// Why it failed.
     pub error: Option<JobError>,
     /// Things that went wrong without failing the job (a skipped message …).
-    #[serde(default)]
     pub warnings: Vec<String>,
     /// Times the job was started (more than 1 after a resume).
-    #[serde(default)]
     pub attempts: u32,
     /// Cancellation was asked for.
-    #[serde(default)]
     pub cancel_requested: bool,
     /// When it was asked for.
     pub created_at: Timestamp,
@@ -271,15 +285,13 @@ pub struct Job {
 
 impl Job {
     /// A new queued job.
-    pub fn new(id: JobId, req: JobRequest, now: Timestamp) -> Job {
+    pub fn new(id: JobId, user: String, spec: JobSpec, now: Timestamp) -> Job {
         Job {
             id,
-            kind: req.kind,
-            user: req.user,
+            user,
+            spec,
             state: JobState::Queued,
-            point: req.point,
-            scope: req.scope,
-            requested_by: req.requested_by,
+            made: None,
             target: Target::default(),
             progress: Progress::default(),
             error: None,
@@ -290,6 +302,135 @@ impl Job {
             started_at: None,
             finished_at: None,
         }
+    }
+
+    /// Snapshot or restore.
+    pub fn kind(&self) -> JobKind {
+        self.spec.kind()
+    }
+
+    /// A restore's arguments; `None` for a snapshot.
+    pub fn restore(&self) -> Option<&RestoreSpec> {
+        match &self.spec {
+            JobSpec::Restore(r) => Some(r),
+            JobSpec::Snapshot => None,
+        }
+    }
+
+    /// The point of the job: the one a restore brings back, or the one a
+    /// snapshot made.
+    pub fn point(&self) -> Option<&GenerationId> {
+        match &self.spec {
+            JobSpec::Restore(r) => Some(&r.point),
+            JobSpec::Snapshot => self.made.as_ref(),
+        }
+    }
+}
+
+impl crate::index::JobRecord for Job {
+    fn number(&self) -> u64 {
+        self.id.0
+    }
+
+    fn forgettable_before(&self, cutoff: Timestamp) -> bool {
+        self.state.is_final() && self.finished_at.is_some_and(|t| t < cutoff)
+    }
+}
+
+impl From<JobId> for u64 {
+    fn from(id: JobId) -> u64 {
+        id.0
+    }
+}
+
+/// The stored form of a [`Job`]: the kind's arguments as optional fields,
+/// as every index since the first holds them.
+#[derive(Serialize, Deserialize)]
+struct JobRecord {
+    id: JobId,
+    kind: JobKind,
+    user: String,
+    state: JobState,
+    point: Option<GenerationId>,
+    scope: Option<Scope>,
+    requested_by: Option<String>,
+    target: Target,
+    progress: Progress,
+    error: Option<JobError>,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default)]
+    cancel_requested: bool,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+}
+
+impl From<Job> for JobRecord {
+    fn from(j: Job) -> JobRecord {
+        let kind = j.spec.kind();
+        let (point, scope, requested_by) = match j.spec {
+            JobSpec::Snapshot => (j.made, None, None),
+            JobSpec::Restore(r) => (Some(r.point), Some(r.scope), r.requested_by),
+        };
+        JobRecord {
+            id: j.id,
+            kind,
+            user: j.user,
+            state: j.state,
+            point,
+            scope,
+            requested_by,
+            target: j.target,
+            progress: j.progress,
+            error: j.error,
+            warnings: j.warnings,
+            attempts: j.attempts,
+            cancel_requested: j.cancel_requested,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+impl TryFrom<JobRecord> for Job {
+    type Error = String;
+    fn try_from(r: JobRecord) -> Result<Job, String> {
+        let (spec, made) = match r.kind {
+            JobKind::Snapshot => (JobSpec::Snapshot, r.point),
+            JobKind::Restore => {
+                let point = r
+                    .point
+                    .ok_or_else(|| format!("restore job {} names no restore point", r.id))?;
+                let spec = RestoreSpec {
+                    point,
+                    // Every restore record carries its scope; "all" was the
+                    // API's default.
+                    scope: r.scope.unwrap_or(Scope::All),
+                    requested_by: r.requested_by,
+                };
+                (JobSpec::Restore(spec), None)
+            }
+        };
+        Ok(Job {
+            id: r.id,
+            user: r.user,
+            spec,
+            state: r.state,
+            made,
+            target: r.target,
+            progress: r.progress,
+            error: r.error,
+            warnings: r.warnings,
+            attempts: r.attempts,
+            cancel_requested: r.cancel_requested,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
     }
 }
 
@@ -308,7 +449,7 @@ impl JobFilter {
     /// True when the job passes every filter given.
     pub fn matches(&self, job: &Job) -> bool {
         self.user.as_ref().is_none_or(|u| *u == job.user)
-            && self.kind.is_none_or(|k| k == job.kind)
+            && self.kind.is_none_or(|k| k == job.kind())
             && self.state.is_none_or(|s| s == job.state)
     }
 }
@@ -336,33 +477,54 @@ mod tests {
 
     #[test]
     fn stored_form_round_trips() {
+        let point: GenerationId = "20261126T140500Z".parse().unwrap();
         let job = Job::new(
             JobId(3),
-            JobRequest {
-                kind: JobKind::Restore,
-                user: "alice@example.org".into(),
-                point: Some("p1".into()),
-                scope: Some(Scope::Inbox),
+            "alice@example.org".into(),
+            JobSpec::Restore(RestoreSpec {
+                point: point.clone(),
+                scope: Scope::Inbox,
                 requested_by: Some("admin@example.org".into()),
-            },
+            }),
             Timestamp::from_second(1_764_165_900).unwrap(),
         );
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains(r#""id":"j3""#) && json.contains(r#""scope":"inbox""#));
+        assert!(
+            json.contains(r#""kind":"restore""#) && json.contains(r#""point":"20261126T140500Z""#)
+        );
         assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), job);
+
+        let mut snapshot = Job::new(
+            JobId(4),
+            "bob@example.org".into(),
+            JobSpec::Snapshot,
+            Timestamp::UNIX_EPOCH,
+        );
+        snapshot.made = Some(point);
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert!(json.contains(r#""kind":"snapshot""#) && json.contains(r#""scope":null"#));
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), snapshot);
+    }
+
+    #[test]
+    fn records_of_earlier_daemons_load_and_a_restore_without_point_is_refused() {
+        // The exact form an index of the first release holds.
+        let old = r#"{"id":"j9","kind":"restore","user":"a@example.org","state":"succeeded","point":"20261126T140500Z","scope":"all","requested_by":null,"target":{"folder":"INBOX_2026_11_26_1405","calendars":[],"addressbooks":[]},"progress":{"messages":{"done":3,"total":3},"bytes":{"done":9,"total":9},"items":{"done":0,"total":0}},"error":null,"created_at":"2026-11-26T14:05:00Z","started_at":null,"finished_at":null}"#;
+        let job: Job = serde_json::from_str(old).unwrap();
+        assert_eq!(job.kind(), JobKind::Restore);
+        assert_eq!(job.restore().unwrap().scope, Scope::All);
+        assert_eq!(job.warnings, Vec::<String>::new());
+        let broken = old.replace(r#""point":"20261126T140500Z","#, r#""point":null,"#);
+        assert!(serde_json::from_str::<Job>(&broken).is_err());
     }
 
     #[test]
     fn filters_combine() {
         let mut job = Job::new(
             JobId(1),
-            JobRequest {
-                kind: JobKind::Snapshot,
-                user: "bob@example.org".into(),
-                point: None,
-                scope: None,
-                requested_by: None,
-            },
+            "bob@example.org".into(),
+            JobSpec::Snapshot,
             Timestamp::UNIX_EPOCH,
         );
         job.state = JobState::Running;

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::{Job, JobError, JobFilter, JobId, JobKind, JobRequest, JobState};
+use super::{Job, JobError, JobFilter, JobId, JobKind, JobSpec, JobState};
 use crate::index::{Index, IndexError};
 
 /// What a runner's future resolves to.
@@ -141,7 +141,7 @@ impl Queue {
         limits: HashMap<JobKind, usize>,
     ) -> Result<Queue, IndexError> {
         let mut queued = BTreeSet::new();
-        for mut job in index.jobs()? {
+        for mut job in index.jobs::<Job>()? {
             match job.state {
                 JobState::Queued => {
                     queued.insert(job.id);
@@ -171,13 +171,13 @@ impl Queue {
     }
 
     /// Records a new queued job and wakes the dispatcher.
-    pub fn submit(&self, req: JobRequest) -> Result<Job, IndexError> {
-        let id = self.inner.index.next_job_id()?;
-        let job = Job::new(id, req, Timestamp::now());
+    pub fn submit(&self, user: String, spec: JobSpec) -> Result<Job, IndexError> {
+        let id = JobId(self.inner.index.next_job_id()?);
+        let job = Job::new(id, user, spec, Timestamp::now());
         self.inner.index.put_job(&job)?;
         self.state().queued.insert(id);
         self.inner.wake.notify_one();
-        info!(job = %id, user = %job.user, kind = job.kind.as_str(), "job queued");
+        info!(job = %id, user = %job.user, kind = job.kind().as_str(), "job queued");
         Ok(job)
     }
 
@@ -192,13 +192,7 @@ impl Queue {
         if let Some(job) = active.into_iter().find(|j| !j.state.is_final()) {
             return Ok((job, false));
         }
-        let job = self.submit(JobRequest {
-            kind: JobKind::Snapshot,
-            user: user.to_string(),
-            point: None,
-            scope: None,
-            requested_by: None,
-        })?;
+        let job = self.submit(user.to_string(), JobSpec::Snapshot)?;
         Ok((job, true))
     }
 
@@ -207,12 +201,12 @@ impl Queue {
         if let Some(r) = self.state().running.get(&id) {
             return Ok(Some(r.ctx.job()));
         }
-        self.inner.index.job(id)
+        self.inner.index.job(id.0)
     }
 
     /// Jobs passing `filter`, newest first.
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, IndexError> {
-        let mut jobs = self.inner.index.jobs()?;
+        let mut jobs = self.inner.index.jobs::<Job>()?;
         {
             let state = self.state();
             for job in &mut jobs {
@@ -235,7 +229,11 @@ impl Queue {
             r.stop.cancel();
             return Ok(r.ctx.job());
         }
-        let mut job = self.inner.index.job(id)?.ok_or(CancelError::NotFound(id))?;
+        let mut job = self
+            .inner
+            .index
+            .job::<Job>(id.0)?
+            .ok_or(CancelError::NotFound(id))?;
         if job.state.is_final() {
             return Err(CancelError::AlreadyEnded(Box::new(job)));
         }
@@ -303,7 +301,7 @@ impl Queue {
         let mut state = self.state();
         let ids: Vec<JobId> = state.queued.iter().copied().collect();
         for id in ids {
-            let job = match self.inner.index.job(id) {
+            let job = match self.inner.index.job::<Job>(id.0) {
                 Ok(Some(job)) if job.state == JobState::Queued => job,
                 Ok(_) => {
                     state.queued.remove(&id);
@@ -317,13 +315,13 @@ impl Queue {
             let busy = state
                 .running
                 .values()
-                .filter(|r| r.kind == job.kind)
+                .filter(|r| r.kind == job.kind())
                 .count();
-            let limit = self.inner.limits.get(&job.kind).copied().unwrap_or(1);
+            let limit = self.inner.limits.get(&job.kind()).copied().unwrap_or(1);
             let same_user = state
                 .running
                 .values()
-                .any(|r| r.kind == job.kind && r.user == job.user);
+                .any(|r| r.kind == job.kind() && r.user == job.user);
             if busy >= limit || same_user {
                 continue;
             }
@@ -349,13 +347,15 @@ impl Queue {
             stop: stop.clone(),
             last_save: Arc::new(Mutex::new(Instant::now())),
         };
-        let runner = self.inner.runners.get(&job.kind).cloned();
+        let runner = self.inner.runners.get(&job.kind()).cloned();
         let queue = self.clone();
         let task_ctx = ctx.clone();
-        let span = info_span!("job", job = %job.id, user = %job.user, kind = job.kind.as_str());
+        let kind = job.kind();
+        let attempts = job.attempts;
+        let span = info_span!("job", job = %job.id, user = %job.user, kind = kind.as_str());
         tokio::spawn(
             async move {
-                info!(attempt = job.attempts, "job started");
+                info!(attempt = attempts, "job started");
                 let result = match runner {
                     Some(r) => {
                         // A panicking runner must not take the daemon or the
@@ -370,7 +370,7 @@ impl Queue {
                     }
                     None => Err(JobError::new(
                         "not_supported",
-                        format!("this daemon cannot run {} jobs", job.kind.as_str()),
+                        format!("this daemon cannot run {} jobs", kind.as_str()),
                     )),
                 };
                 queue.finish(task_ctx, result);
@@ -378,7 +378,7 @@ impl Queue {
             .instrument(span),
         );
         Ok(Running {
-            kind: job.kind,
+            kind,
             user: job.user,
             stop,
             ctx,
@@ -455,13 +455,14 @@ mod tests {
         }
     }
 
-    fn req(kind: JobKind, user: &str) -> JobRequest {
-        JobRequest {
-            kind,
-            user: user.into(),
-            point: None,
-            scope: Some(Scope::All),
-            requested_by: None,
+    fn spec(kind: JobKind) -> JobSpec {
+        match kind {
+            JobKind::Snapshot => JobSpec::Snapshot,
+            JobKind::Restore => JobSpec::Restore(crate::jobs::RestoreSpec {
+                point: "20261126T140500Z".parse().unwrap(),
+                scope: Scope::All,
+                requested_by: None,
+            }),
         }
     }
 
@@ -493,13 +494,13 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(q.clone().run(stop.clone(), Duration::from_secs(5)));
 
-        let failing = q.submit(req(JobKind::Snapshot, "a")).unwrap();
+        let failing = q.submit("a".into(), spec(JobKind::Snapshot)).unwrap();
         let failed = wait_for(&q, failing.id, JobState::Failed).await;
         assert_eq!(failed.error.unwrap().code, "unknown_user");
 
-        let r1 = q.submit(req(JobKind::Restore, "a")).unwrap();
-        let r2 = q.submit(req(JobKind::Restore, "a")).unwrap(); // same user: waits
-        let r3 = q.submit(req(JobKind::Restore, "b")).unwrap();
+        let r1 = q.submit("a".into(), spec(JobKind::Restore)).unwrap();
+        let r2 = q.submit("a".into(), spec(JobKind::Restore)).unwrap(); // same user: waits
+        let r3 = q.submit("b".into(), spec(JobKind::Restore)).unwrap();
         let running = wait_for(&q, r1.id, JobState::Running).await;
         wait_for(&q, r3.id, JobState::Running).await;
         assert_eq!(q.get(r2.id).unwrap().unwrap().state, JobState::Queued);
@@ -518,7 +519,10 @@ mod tests {
         // Shut down with r1 running and r2 queued: both come back queued.
         stop.cancel();
         task.await.unwrap();
-        assert_eq!(index.job(r1.id).unwrap().unwrap().state, JobState::Running);
+        assert_eq!(
+            index.job::<Job>(r1.id.0).unwrap().unwrap().state,
+            JobState::Running
+        );
         let q2 = queue(&index, Arc::new(Failing));
         assert_eq!(q2.get(r1.id).unwrap().unwrap().state, JobState::Queued);
         let stop2 = CancellationToken::new();
@@ -547,10 +551,10 @@ mod tests {
         let q = queue(&index, Arc::new(Panicking));
         let stop = CancellationToken::new();
         let task = tokio::spawn(q.clone().run(stop.clone(), Duration::from_secs(1)));
-        let job = q.submit(req(JobKind::Restore, "a")).unwrap();
+        let job = q.submit("a".into(), spec(JobKind::Restore)).unwrap();
         let failed = wait_for(&q, job.id, JobState::Failed).await;
         assert_eq!(failed.error.unwrap().code, "internal_error");
-        let next = q.submit(req(JobKind::Restore, "a")).unwrap();
+        let next = q.submit("a".into(), spec(JobKind::Restore)).unwrap();
         wait_for(&q, next.id, JobState::Failed).await;
         stop.cancel();
         task.await.unwrap();

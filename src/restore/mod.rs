@@ -24,7 +24,7 @@ use tracing::info;
 use crate::index::IndexError;
 use crate::jobs::{JobContext, JobError, JobId, Scope};
 use crate::manifest::CollectionManifest;
-use crate::manifest::{FolderManifest, GenerationId, MessageEntry, RootManifest};
+use crate::manifest::{FolderManifest, MessageEntry, RootManifest};
 use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
@@ -32,6 +32,28 @@ use crate::repo::{RepoError, Repository};
 use crate::snapshot::{SnapshotError, folder_messages, imap_job_error, read_manifest};
 use crate::store::StoreError;
 use plan::{LiveNamespace, Plan, SourceFolder};
+
+/// The records a restore keeps in its job's journal, each bound to its type.
+/// Their names are part of the on-disk format (FORMAT.md).
+pub mod journal {
+    use super::{FolderJournal, Plan, dav};
+    use crate::index::JournalKey;
+
+    /// The folder plan, written before the first CREATE.
+    pub const PLAN: JournalKey<Plan> = JournalKey::single("plan");
+    /// The calendar and address book plan, written before the first MKCOL.
+    pub const DAV_PLAN: JournalKey<dav::DavPlan> = JournalKey::single("dav_plan");
+
+    /// Folder `i`'s progress (`f3`).
+    pub fn folder(i: usize) -> JournalKey<FolderJournal> {
+        JournalKey::nth("f", i)
+    }
+
+    /// Collection `i`'s progress (`c3`).
+    pub fn collection(i: usize) -> JournalKey<dav::CollectionJournal> {
+        JournalKey::nth("c", i)
+    }
+}
 
 /// Why a restore stopped.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +172,7 @@ impl Shared<'_> {
         Ok(self
             .store
             .index()
-            .put_journal(self.job, &format!("f{index}"), j)?)
+            .put_journal(self.job, &journal::folder(index), j)?)
     }
 
     fn save_collection(
@@ -161,7 +183,7 @@ impl Shared<'_> {
         Ok(self
             .store
             .index()
-            .put_journal(self.job, &format!("c{index}"), j)?)
+            .put_journal(self.job, &journal::collection(index), j)?)
     }
 
     fn add_items(&self, n: u64) {
@@ -262,15 +284,13 @@ impl Restorer {
     /// Runs (or resumes) the restore job in `ctx`.
     pub async fn run(&self, ctx: &JobContext) -> Result<(), RestoreError> {
         let job = ctx.job();
-        let point: GenerationId =
-            job.point
-                .as_deref()
-                .unwrap_or_default()
-                .parse()
-                .map_err(|_| RestoreError::NoPoint {
-                    user: job.user.clone(),
-                    point: job.point.clone().unwrap_or_default(),
-                })?;
+        let Some(spec) = job.restore() else {
+            return Err(RestoreError::NoPoint {
+                user: job.user.clone(),
+                point: String::new(),
+            });
+        };
+        let point = spec.point.clone();
         let generation = self
             .store
             .index()
@@ -284,7 +304,7 @@ impl Restorer {
         for f in &root.folders {
             folders.push(read_manifest::<FolderManifest>(&self.store, &f.manifest)?);
         }
-        let scope = job.scope.unwrap_or(Scope::All);
+        let scope = spec.scope;
         let mut collections: Vec<CollectionManifest> = Vec::new();
         if scope == Scope::All {
             for id in &root.collections {
@@ -293,28 +313,28 @@ impl Restorer {
         }
 
         let mut first = ImapConnection::open(&self.endpoint, &job.user).await?;
-        let plan = match self.store.index().journal::<Plan>(job.id, "plan")? {
+        let plan = match self.store.index().journal(job.id, &journal::PLAN)? {
             Some(plan) => plan,
             None => {
                 let plan = self
                     .make_plan(&mut first, &root, &folders, scope, job.created_at)
                     .await?;
-                self.store.index().put_journal(job.id, "plan", &plan)?;
+                self.store
+                    .index()
+                    .put_journal(job.id, &journal::PLAN, &plan)?;
                 plan
             }
         };
         let dav_plan = match &self.dav {
             Some(client) if !collections.is_empty() => Some(
-                match self
-                    .store
-                    .index()
-                    .journal::<dav::DavPlan>(job.id, "dav_plan")?
-                {
+                match self.store.index().journal(job.id, &journal::DAV_PLAN)? {
                     Some(p) => p,
                     None => {
                         let when = job.created_at.to_zoned(self.timezone.clone());
                         let p = dav::plan(client, &collections, &when).await?;
-                        self.store.index().put_journal(job.id, "dav_plan", &p)?;
+                        self.store
+                            .index()
+                            .put_journal(job.id, &journal::DAV_PLAN, &p)?;
                         p
                     }
                 },
@@ -383,7 +403,7 @@ impl Restorer {
             let mut j = self
                 .store
                 .index()
-                .journal::<FolderJournal>(job.id, &format!("f{i}"))?
+                .journal(job.id, &journal::folder(i))?
                 .unwrap_or_default();
             if !j.created {
                 shared.check_stop()?;
@@ -419,7 +439,7 @@ impl Restorer {
                 let mut j = self
                     .store
                     .index()
-                    .journal::<dav::CollectionJournal>(job.id, &format!("c{i}"))?
+                    .journal(job.id, &journal::collection(i))?
                     .unwrap_or_default();
                 if !j.created {
                     dav::create(client, pc, c, &shared).await?;
@@ -534,7 +554,7 @@ impl Restorer {
                         journal = self
                             .store
                             .index()
-                            .journal::<FolderJournal>(shared.job, &format!("f{i}"))?
+                            .journal(shared.job, &journal::folder(i))?
                             .unwrap_or_default();
                     }
                     Err(e) => return Err(e),

@@ -1,4 +1,7 @@
-//! The runners the daemon registers: they connect the queue to the engines.
+//! The runners the daemon registers: they connect the generic job queue
+//! ([`crate::jobs`]) to the engines ([`crate::snapshot`], [`crate::restore`])
+//! and the notification. They live in the composition root so that `jobs`
+//! knows nothing of what a job does.
 
 use crate::protocol::dav::CollectionKind;
 use std::future::Future;
@@ -7,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{JobContext, JobError, RunResult, Runner};
 use crate::config::{NotifyConfig, SmtpConfig};
 use crate::index::Index;
+use crate::jobs::{JobContext, JobError, RunResult, Runner, Scope};
 use crate::notify::{self, Outcome, RestoreReport};
 use crate::restore::Restorer;
 use crate::snapshot::{Progress, Snapshotter};
@@ -90,25 +93,24 @@ impl Notifier {
     async fn notify(&self, ctx: &JobContext, outcome: Outcome, duration: Duration) {
         let Some(smtp) = &self.smtp else { return };
         let job = ctx.job();
+        let restore = job.restore();
         let taken_at = job
-            .point
-            .as_deref()
-            .and_then(|p| p.parse::<crate::manifest::GenerationId>().ok())
-            .and_then(|id| self.index.generation(&job.user, &id).ok().flatten())
+            .point()
+            .and_then(|id| self.index.generation(&job.user, id).ok().flatten())
             .map(|g| g.taken_at);
         // The new collections by the names the user sees in their client.
         let dav_plan = self
             .index
-            .journal::<crate::restore::dav::DavPlan>(job.id, "dav_plan")
+            .journal(job.id, &crate::restore::journal::DAV_PLAN)
             .ok()
             .flatten();
         let report = RestoreReport {
             user: job.user.clone(),
-            requested_by: job.requested_by.clone(),
-            point: job.point.clone().unwrap_or_default(),
+            requested_by: restore.and_then(|r| r.requested_by.clone()),
+            point: job.point().map(ToString::to_string).unwrap_or_default(),
             point_taken_at: taken_at,
-            scope: match job.scope {
-                Some(crate::jobs::Scope::Inbox) => "inbox".into(),
+            scope: match restore.map(|r| r.scope) {
+                Some(Scope::Inbox) => "inbox".into(),
                 _ => "all".into(),
             },
             folder: job.target.folder.clone(),
@@ -206,7 +208,7 @@ impl Runner for SnapshotRunner {
             }
             let outcome = result.map_err(|e| e.to_job_error())?;
             ctx.update(|j| {
-                j.point = Some(outcome.generation.id.to_string());
+                j.made = Some(outcome.generation.id.clone());
                 j.progress.messages.total = outcome.generation.mail.messages;
                 j.progress.bytes.total = outcome.generation.mail.bytes;
                 j.progress.items.total =

@@ -3,6 +3,8 @@
 //! tells systemd it is ready, and shuts everything down in order on SIGTERM or
 //! SIGINT (stop accepting, let running jobs reach a resumable point, flush).
 
+mod runners;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +17,10 @@ use tracing::{info, warn};
 use crate::api::server::{self, ApiState, UserCheck};
 use crate::config::Config;
 use crate::index::Index;
-use crate::jobs::runners::{Notifier, RestoreRunner, SnapshotRunner};
 use crate::jobs::{JobKind, Queue, Runner};
 use crate::restore::Restorer;
 use crate::scheduler::Scheduler;
+use runners::{Notifier, RestoreRunner, SnapshotRunner};
 
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
@@ -58,7 +60,7 @@ impl Daemon {
         let state = StateDir::open(&config.state_dir)?;
         let index = Index::open(&state.index_dir())
             .with_context(|| format!("opening the index in {}", state.index_dir().display()))?;
-        let forgotten = index.forget_jobs_before(
+        let forgotten = index.forget_jobs_before::<crate::jobs::Job>(
             jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 90),
         )?;
         if forgotten > 0 {
