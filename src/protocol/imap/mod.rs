@@ -19,13 +19,15 @@ pub mod login;
 pub mod mutf7;
 pub mod ops;
 pub mod request;
+pub mod response;
 pub mod types;
 
 pub use capabilities::Capabilities;
-pub use client::{ClientCore, ClientOptions, Completion, CompletionStatus, Event, Untagged};
+pub use client::{ClientCore, ClientOptions, Event};
 pub use error::{ImapError, Refusal, ResponseCode};
 pub use framing::FramingLimits;
 pub use login::{LoginMethod, UserName};
+pub use response::{Completion, CompletionStatus, Untagged};
 pub use types::{
     AppendMessage, AppendUid, AppendUids, BodySection, FetchItems, FetchRequest, FetchedMessage,
     Flag, InternalDate, MailboxAttribute, MailboxEntry, MailboxName, MailboxStatus, ModSeq,

@@ -17,9 +17,9 @@ use imap_codec::imap_types::{
 
 use super::Operation;
 use crate::protocol::imap::capabilities::Capabilities;
-use crate::protocol::imap::client::Completion;
 use crate::protocol::imap::error::ImapError;
 use crate::protocol::imap::request::Request;
+use crate::protocol::imap::response::Completion;
 use crate::protocol::imap::types::{
     AppendMessage, AppendUid, AppendUids, InternalDate, MailboxName, Uid, UidSet, UidValidity,
 };

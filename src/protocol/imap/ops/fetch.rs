@@ -12,9 +12,9 @@ use imap_codec::imap_types::{
 
 use super::Operation;
 use crate::protocol::imap::capabilities::Capabilities;
-use crate::protocol::imap::client::{Completion, Untagged};
 use crate::protocol::imap::error::ImapError;
 use crate::protocol::imap::request::Request;
+use crate::protocol::imap::response::{Completion, Untagged};
 use crate::protocol::imap::types::{
     BodySection, FetchItems, FetchRequest, FetchedMessage, Flag, InternalDate, ModSeq, Uid,
 };

@@ -16,9 +16,9 @@ use imap_codec::imap_types::{
 
 use super::Operation;
 use crate::protocol::imap::capabilities::Capabilities;
-use crate::protocol::imap::client::{Completion, Untagged};
 use crate::protocol::imap::error::ImapError;
 use crate::protocol::imap::request::Request;
+use crate::protocol::imap::response::{Completion, Untagged};
 use crate::protocol::imap::types::{
     Flag, MailboxAttribute, MailboxEntry, MailboxName, MailboxStatus, ModSeq, Namespace as Ns,
     Namespaces, SelectedMailbox, Uid, UidValidity,

@@ -19,9 +19,9 @@ pub use session::{Capability, Login, Logout, Noop, StartTls};
 use imap_codec::imap_types::core::Tag;
 
 use super::capabilities::Capabilities;
-use super::client::{Completion, Untagged};
 use super::error::ImapError;
 use super::request::Request;
+use super::response::{Completion, Untagged};
 
 /// A command and the collection of its answer.
 pub trait Operation {

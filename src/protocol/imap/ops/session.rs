@@ -16,10 +16,10 @@ use imap_codec::{
 
 use super::Operation;
 use crate::protocol::imap::capabilities::Capabilities;
-use crate::protocol::imap::client::{Completion, CompletionStatus, Untagged};
 use crate::protocol::imap::error::{ImapError, Refusal};
 use crate::protocol::imap::login::{LoginMethod, UserName};
 use crate::protocol::imap::request::Request;
+use crate::protocol::imap::response::{Completion, CompletionStatus, Untagged};
 use crate::secret::Secret;
 
 fn simple(tag: &Tag<'static>, body: CommandBody<'static>) -> Request {
