@@ -101,6 +101,13 @@ impl Repository {
         }
     }
 
+    /// Reads and verifies blobs off the async worker threads (see
+    /// [`off_thread`]).
+    pub async fn get_many(&self, ids: Vec<BlobId>) -> Result<Vec<Vec<u8>>, RepoError> {
+        let repo = self.clone();
+        off_thread(move || ids.iter().map(|id| repo.get(id)).collect()).await
+    }
+
     /// See [`Store::packs`].
     pub fn packs(&self) -> Result<Vec<(PackId, std::path::PathBuf)>, StoreError> {
         self.store.packs()
@@ -188,6 +195,55 @@ impl BlobWriter {
     /// New blobs written.
     pub fn blobs_written(&self) -> u64 {
         self.new_blobs
+    }
+}
+
+impl BlobWriter {
+    /// Runs `f` on this writer on the blocking pool (see [`off_thread`]) and
+    /// takes the writer's state back. If `f` panics, its open pack is
+    /// abandoned with the moved writer and the panic goes on in the caller.
+    pub async fn off_thread<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut BlobWriter) -> R + Send + 'static,
+    ) -> R {
+        let mut moved = BlobWriter {
+            repo: self.repo.clone(),
+            pack: self.pack.take(),
+            new_blobs: self.new_blobs,
+        };
+        let (moved, out) = off_thread(move || {
+            let out = f(&mut moved);
+            (moved, out)
+        })
+        .await;
+        let mut moved = moved;
+        self.pack = moved.pack.take();
+        self.new_blobs = moved.new_blobs;
+        out
+    }
+
+    /// [`BlobWriter::put_kind`] with hashing, compression and writing off the
+    /// async worker threads.
+    pub async fn put_async(
+        &mut self,
+        bytes: Vec<u8>,
+        kind: BlobKind,
+    ) -> Result<(BlobId, bool), RepoError> {
+        self.off_thread(move |w| w.put_kind(&bytes, kind)).await
+    }
+}
+
+/// Runs blocking store or index work (BLAKE3 over whole blobs, zstd, pack
+/// reads, fsync, sled) on tokio's blocking pool, so that the async worker
+/// threads keep driving the other connections of the job meanwhile. A panic
+/// in `f` goes on in the caller (a runner's panic fails its job).
+pub async fn off_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels a blocking task; the job is
+        // being stopped with it.
+        Err(e) => panic!("blocking store work was cancelled: {e}"),
     }
 }
 

@@ -286,15 +286,15 @@ pub async fn restore_items(
         journal.done += 1;
         since_save += 1;
         if since_save >= JOURNAL_EVERY {
-            shared.save_collection(index, &journal)?;
+            shared.save_collection(index, &journal).await?;
             since_save = 0;
         }
         if shared.ctx.should_stop() {
-            shared.save_collection(index, &journal)?;
+            shared.save_collection(index, &journal).await?;
             return Err(RestoreError::Stopped);
         }
     }
-    shared.save_collection(index, &journal)?;
+    shared.save_collection(index, &journal).await?;
     info!(collection = %p.url, items = c.items.len(), "collection restored");
     Ok(())
 }
@@ -306,7 +306,11 @@ async fn load_and_put(
     kind: CollectionKind,
     item: &ItemEntry,
 ) -> Result<ItemResult, RestoreError> {
-    let bytes = store.get(&item.blob)?;
+    let bytes = store
+        .get_many(vec![item.blob])
+        .await?
+        .pop()
+        .unwrap_or_default();
     put_item(client, collection, kind, item, Bytes::from(bytes)).await
 }
 

@@ -67,7 +67,7 @@ pub async fn restore_messages(
             "settled a pending batch"
         );
         journal.done = pending.start + landed;
-        shared.save(index, &journal)?;
+        shared.save(index, &journal).await?;
     }
     shared.add_done(
         entries[..journal.done as usize]
@@ -95,7 +95,7 @@ pub async fn restore_messages(
         shared.check_stop()?;
         let batch = batch_end(entries, next, caps_multi && next >= single_until);
         let slice = &entries[next..batch];
-        let bodies = load(shared.store, slice)?;
+        let bodies = load(shared.store, slice).await?;
         let flags: Vec<Vec<Flag>> = slice
             .iter()
             .map(|e| restorable_flags(e, keywords_ok, &allowed, shared, target))
@@ -107,7 +107,7 @@ pub async fn restore_messages(
             start: next as u64,
             count: slice.len() as u64,
         });
-        shared.save(index, &journal)?;
+        shared.save(index, &journal).await?;
         let messages: Vec<AppendMessage<'_>> = slice
             .iter()
             .zip(&bodies)
@@ -129,7 +129,7 @@ pub async fn restore_messages(
             Err(e) if slice.len() > 1 && (is_per_message(&e) || is_over_quota(&e)) => {
                 debug!(folder = target, error = %e, "batch refused; sending its messages one by one");
                 journal.pending = None;
-                shared.save(index, &journal)?;
+                shared.save(index, &journal).await?;
                 single_until = batch;
                 continue;
             }
@@ -143,7 +143,7 @@ pub async fn restore_messages(
         }
         journal.done = batch as u64;
         journal.pending = None;
-        shared.save(index, &journal)?;
+        shared.save(index, &journal).await?;
         shared.add_done(slice.iter().map(|e| e.size).sum(), slice.len() as u64);
         next = batch;
     }
@@ -167,8 +167,11 @@ fn batch_end(entries: &[MessageEntry], start: usize, multiappend: bool) -> usize
     end
 }
 
-fn load(store: &Repository, slice: &[MessageEntry]) -> Result<Vec<Vec<u8>>, RestoreError> {
-    slice.iter().map(|e| Ok(store.get(&e.blob)?)).collect()
+/// The messages of a batch, read and verified off the async threads.
+async fn load(store: &Repository, slice: &[MessageEntry]) -> Result<Vec<Vec<u8>>, RestoreError> {
+    Ok(store
+        .get_many(slice.iter().map(|e| e.blob).collect())
+        .await?)
 }
 
 fn is_over_quota(e: &ImapError) -> bool {

@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::index::IndexError;
-use crate::jobs::{JobContext, JobError, JobId, Scope};
+use crate::jobs::{Job, JobContext, JobError, JobId, RestoreSpec, Scope};
 use crate::manifest::CollectionManifest;
 use crate::manifest::{FolderManifest, MessageEntry, RootManifest};
 use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
-use crate::repo::{RepoError, Repository};
+use crate::repo::{RepoError, Repository, off_thread};
 use crate::snapshot::{SnapshotError, folder_messages, imap_job_error, read_manifest};
 use crate::store::StoreError;
 use plan::{LiveNamespace, Plan, SourceFolder};
@@ -159,6 +159,99 @@ pub struct FolderJournal {
     pub pending: Option<Pending>,
 }
 
+/// What a restore brings back, read from its point.
+struct Loaded {
+    root: RootManifest,
+    folders: Vec<FolderManifest>,
+    /// Empty for scope `inbox`.
+    collections: Vec<CollectionManifest>,
+    scope: Scope,
+}
+
+/// The plans of a restore, as journaled.
+struct Plans {
+    mail: Plan,
+    dav: Option<dav::DavPlan>,
+}
+
+/// Reads the point a restore brings back (blocking).
+fn load_point(repo: &Repository, user: &str, spec: RestoreSpec) -> Result<Loaded, RestoreError> {
+    let generation =
+        repo.index()
+            .generation(user, &spec.point)?
+            .ok_or_else(|| RestoreError::NoPoint {
+                user: user.to_string(),
+                point: spec.point.to_string(),
+            })?;
+    let root: RootManifest = read_manifest(repo, &generation.root)?;
+    let folders = root
+        .folders
+        .iter()
+        .map(|f| read_manifest::<FolderManifest>(repo, &f.manifest))
+        .collect::<Result<Vec<_>, _>>()?;
+    let collections = match spec.scope {
+        Scope::All => root
+            .collections
+            .iter()
+            .map(|id| read_manifest(repo, id))
+            .collect::<Result<Vec<_>, _>>()?,
+        Scope::Inbox => Vec::new(),
+    };
+    Ok(Loaded {
+        root,
+        folders,
+        collections,
+        scope: spec.scope,
+    })
+}
+
+/// Puts the plan's target and totals on the job, for the panel.
+fn announce(ctx: &JobContext, point: &Loaded, plans: &Plans) -> Result<(), RestoreError> {
+    let planned = || {
+        plans
+            .mail
+            .folders
+            .iter()
+            .filter_map(|p| p.source)
+            .map(|i| &point.folders[i])
+    };
+    let messages = planned().map(|f| f.messages).sum();
+    let bytes = planned().map(|f| f.bytes).sum();
+    let items = plans.dav.as_ref().map_or(0, |p| {
+        p.collections
+            .iter()
+            .map(|c| point.collections[c.source].items.len() as u64)
+            .sum()
+    });
+    ctx.update(|j| {
+        j.target.folder = Some(plans.mail.target.clone());
+        j.progress.messages = crate::jobs::Count {
+            done: 0,
+            total: messages,
+        };
+        j.progress.bytes = crate::jobs::Count {
+            done: 0,
+            total: bytes,
+        };
+        j.progress.items = crate::jobs::Count {
+            done: 0,
+            total: items,
+        };
+        for c in plans.dav.iter().flat_map(|p| &p.collections) {
+            let path = url::Url::parse(&c.url)
+                .map(|u| u.path().to_string())
+                .unwrap_or_else(|_| c.url.clone());
+            match c.kind {
+                crate::protocol::dav::CollectionKind::Calendar => j.target.calendars.push(path),
+                crate::protocol::dav::CollectionKind::Addressbook => {
+                    j.target.addressbooks.push(path)
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
 /// What the workers of one restore share.
 pub struct Shared<'a> {
     store: &'a Repository,
@@ -168,22 +261,21 @@ pub struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    fn save(&self, index: usize, j: &FolderJournal) -> Result<(), RestoreError> {
-        Ok(self
-            .store
-            .index()
-            .put_journal(self.job, &journal::folder(index), j)?)
+    /// Writes folder `index`'s journal durably (sled flush: off the async
+    /// threads).
+    async fn save(&self, index: usize, j: &FolderJournal) -> Result<(), RestoreError> {
+        let (db, job, j) = (self.store.index().clone(), self.job, j.clone());
+        Ok(off_thread(move || db.put_journal(job, &journal::folder(index), &j)).await?)
     }
 
-    fn save_collection(
+    /// Writes collection `index`'s journal durably.
+    async fn save_collection(
         &self,
         index: usize,
         j: &dav::CollectionJournal,
     ) -> Result<(), RestoreError> {
-        Ok(self
-            .store
-            .index()
-            .put_journal(self.job, &journal::collection(index), j)?)
+        let (db, job, j) = (self.store.index().clone(), self.job, j.clone());
+        Ok(off_thread(move || db.put_journal(job, &journal::collection(index), &j)).await?)
     }
 
     fn add_items(&self, n: u64) {
@@ -281,145 +373,137 @@ impl Restorer {
         &self.store
     }
 
-    /// Runs (or resumes) the restore job in `ctx`.
+    /// Runs (or resumes) the restore job in `ctx`: load the point, plan
+    /// (or read the journaled plan), create the folders and collections,
+    /// transfer the messages and items.
     pub async fn run(&self, ctx: &JobContext) -> Result<(), RestoreError> {
         let job = ctx.job();
-        let Some(spec) = job.restore() else {
-            return Err(RestoreError::NoPoint {
-                user: job.user.clone(),
-                point: String::new(),
-            });
-        };
-        let point = spec.point.clone();
-        let generation = self
-            .store
-            .index()
-            .generation(&job.user, &point)?
-            .ok_or_else(|| RestoreError::NoPoint {
-                user: job.user.clone(),
-                point: point.to_string(),
-            })?;
-        let root: RootManifest = read_manifest(&self.store, &generation.root)?;
-        let mut folders = Vec::with_capacity(root.folders.len());
-        for f in &root.folders {
-            folders.push(read_manifest::<FolderManifest>(&self.store, &f.manifest)?);
-        }
-        let scope = spec.scope;
-        let mut collections: Vec<CollectionManifest> = Vec::new();
-        if scope == Scope::All {
-            for id in &root.collections {
-                collections.push(read_manifest(&self.store, id)?);
-            }
-        }
-
+        let point = self.load(&job).await?;
         let mut first = ImapConnection::open(&self.endpoint, &job.user).await?;
-        let plan = match self.store.index().journal(job.id, &journal::PLAN)? {
-            Some(plan) => plan,
-            None => {
-                let plan = self
-                    .make_plan(&mut first, &root, &folders, scope, job.created_at)
-                    .await?;
-                self.store
-                    .index()
-                    .put_journal(job.id, &journal::PLAN, &plan)?;
-                plan
-            }
-        };
-        let dav_plan = match &self.dav {
-            Some(client) if !collections.is_empty() => Some(
-                match self.store.index().journal(job.id, &journal::DAV_PLAN)? {
-                    Some(p) => p,
-                    None => {
-                        let when = job.created_at.to_zoned(self.timezone.clone());
-                        let p = dav::plan(client, &collections, &when).await?;
-                        self.store
-                            .index()
-                            .put_journal(job.id, &journal::DAV_PLAN, &p)?;
-                        p
-                    }
-                },
-            ),
-            _ => None,
-        };
-        let total_messages: u64 = plan
-            .folders
-            .iter()
-            .filter_map(|p| p.source)
-            .map(|i| folders[i].messages)
-            .sum();
-        let total_bytes: u64 = plan
-            .folders
-            .iter()
-            .filter_map(|p| p.source)
-            .map(|i| folders[i].bytes)
-            .sum();
-        ctx.update(|j| {
-            j.target.folder = Some(plan.target.clone());
-            j.progress.messages = crate::jobs::Count {
-                done: 0,
-                total: total_messages,
-            };
-            j.progress.bytes = crate::jobs::Count {
-                done: 0,
-                total: total_bytes,
-            };
-            j.progress.items = crate::jobs::Count {
-                done: 0,
-                total: dav_plan.as_ref().map_or(0, |p| {
-                    p.collections
-                        .iter()
-                        .map(|c| collections[c.source].items.len() as u64)
-                        .sum()
-                }),
-            };
-            for c in dav_plan.iter().flat_map(|p| &p.collections) {
-                let path = url::Url::parse(&c.url)
-                    .map(|u| u.path().to_string())
-                    .unwrap_or_else(|_| c.url.clone());
-                match c.kind {
-                    crate::protocol::dav::CollectionKind::Calendar => j.target.calendars.push(path),
-                    crate::protocol::dav::CollectionKind::Addressbook => {
-                        j.target.addressbooks.push(path)
-                    }
-                }
-            }
-        })?;
-        for r in &plan.renamed {
-            info!(rename = %r, "folder name made safe");
-        }
+        let plans = self.plan(&job, &mut first, &point).await?;
+        announce(ctx, &point, &plans)?;
         let shared = Shared {
             store: &self.store,
             ctx,
             job: job.id,
             warned: Mutex::default(),
         };
-        for r in &plan.renamed {
+        for r in &plans.mail.renamed {
+            info!(rename = %r, "folder name made safe");
             shared.warn_once(format!("folder renamed to be safe: {r}"));
         }
+        let journals = self
+            .create_folders(&mut first, &plans.mail, &shared)
+            .await?;
+        self.transfer(&job.user, first, &point, &plans, journals, &shared)
+            .await?;
+        if self.dav.is_none() && !point.collections.is_empty() {
+            return Err(RestoreError::NoDav(point.collections.len()));
+        }
+        let messages = ctx.job().progress.messages.total;
+        info!(target = %plans.mail.target, messages, "restore finished");
+        Ok(())
+    }
 
-        // Folders first, on one connection, parents before children.
+    /// The job's point: its root, its folder manifests and (scope `all`) its
+    /// collection manifests, read off the async threads.
+    async fn load(&self, job: &Job) -> Result<Loaded, RestoreError> {
+        let Some(spec) = job.restore().cloned() else {
+            return Err(RestoreError::NoPoint {
+                user: job.user.clone(),
+                point: String::new(),
+            });
+        };
+        let (repo, user) = (self.store.clone(), job.user.clone());
+        off_thread(move || load_point(&repo, &user, spec)).await
+    }
+
+    /// The journaled plans, or new ones journaled before anything is created.
+    async fn plan(
+        &self,
+        job: &Job,
+        first: &mut ImapConnection,
+        point: &Loaded,
+    ) -> Result<Plans, RestoreError> {
+        let index = self.store.index();
+        let mail = match index.journal(job.id, &journal::PLAN)? {
+            Some(plan) => plan,
+            None => {
+                let plan = self
+                    .make_plan(
+                        first,
+                        &point.root,
+                        &point.folders,
+                        point.scope,
+                        job.created_at,
+                    )
+                    .await?;
+                index.put_journal(job.id, &journal::PLAN, &plan)?;
+                plan
+            }
+        };
+        let dav = match &self.dav {
+            Some(client) if !point.collections.is_empty() => {
+                Some(match index.journal(job.id, &journal::DAV_PLAN)? {
+                    Some(p) => p,
+                    None => {
+                        let when = job.created_at.to_zoned(self.timezone.clone());
+                        let p = dav::plan(client, &point.collections, &when).await?;
+                        index.put_journal(job.id, &journal::DAV_PLAN, &p)?;
+                        p
+                    }
+                })
+            }
+            _ => None,
+        };
+        Ok(Plans { mail, dav })
+    }
+
+    /// Creates (and subscribes) the planned folders not created yet, on one
+    /// connection, parents before children; returns every folder's journal.
+    async fn create_folders(
+        &self,
+        conn: &mut ImapConnection,
+        plan: &Plan,
+        shared: &Shared<'_>,
+    ) -> Result<Vec<FolderJournal>, RestoreError> {
         let mut journals = Vec::with_capacity(plan.folders.len());
         for (i, pf) in plan.folders.iter().enumerate() {
             let mut j = self
                 .store
                 .index()
-                .journal(job.id, &journal::folder(i))?
+                .journal(shared.job, &journal::folder(i))?
                 .unwrap_or_default();
             if !j.created {
                 shared.check_stop()?;
-                imap::create_folder(&mut first, &pf.target).await?;
+                imap::create_folder(conn, &pf.target).await?;
                 j.created = true;
-                shared.save(i, &j)?;
+                shared.save(i, &j).await?;
             }
             journals.push(j);
         }
+        Ok(journals)
+    }
 
-        // Then messages, one folder per connection at a time.
-        let work: VecDeque<(usize, usize, FolderJournal)> = plan
+    /// The messages, one folder per connection at a time (`first` is one of
+    /// them), and the calendar and contact items alongside.
+    async fn transfer(
+        &self,
+        user: &str,
+        first: ImapConnection,
+        point: &Loaded,
+        plans: &Plans,
+        journals: Vec<FolderJournal>,
+        shared: &Shared<'_>,
+    ) -> Result<(), RestoreError> {
+        let folders = &point.folders;
+        let work: VecDeque<(usize, usize, FolderJournal)> = plans
+            .mail
             .folders
             .iter()
+            .zip(journals)
             .enumerate()
-            .filter_map(|(i, pf)| pf.source.map(|src| (i, src, journals[i].clone())))
+            .filter_map(|(i, (pf, j))| pf.source.map(|src| (i, src, j)))
             .filter(|(_, src, _)| folders[*src].messages > 0)
             .collect();
         let workers = self.connections.min(work.len()).max(1);
@@ -428,37 +512,40 @@ impl Restorer {
         conns.resize_with(workers, || None);
         let tasks = conns
             .into_iter()
-            .map(|conn| self.worker(&job.user, conn, &work, &plan, &folders, &shared));
-        let dav_work = async {
-            let (Some(client), Some(p)) = (&self.dav, &dav_plan) else {
-                return Ok(());
-            };
-            for (i, pc) in p.collections.iter().enumerate() {
-                shared.check_stop()?;
-                let c = &collections[pc.source];
-                let mut j = self
-                    .store
-                    .index()
-                    .journal(job.id, &journal::collection(i))?
-                    .unwrap_or_default();
-                if !j.created {
-                    dav::create(client, pc, c, &shared).await?;
-                    j.created = true;
-                    shared.save_collection(i, &j)?;
-                }
-                dav::restore_items(client, pc, i, c, j, &shared).await?;
-            }
-            Ok::<(), RestoreError>(())
-        };
+            .map(|conn| self.worker(user, conn, &work, &plans.mail, folders, shared));
+        let dav_work = self.transfer_collections(point, plans.dav.as_ref(), shared);
         let (mail, dav_result) = tokio::join!(futures_util::future::join_all(tasks), dav_work);
         for r in mail {
             r?;
         }
-        dav_result?;
-        if self.dav.is_none() && !collections.is_empty() {
-            return Err(RestoreError::NoDav(collections.len()));
+        dav_result
+    }
+
+    /// Creates the planned collections not created yet and puts their items.
+    async fn transfer_collections(
+        &self,
+        point: &Loaded,
+        plan: Option<&dav::DavPlan>,
+        shared: &Shared<'_>,
+    ) -> Result<(), RestoreError> {
+        let (Some(client), Some(p)) = (&self.dav, plan) else {
+            return Ok(());
+        };
+        for (i, pc) in p.collections.iter().enumerate() {
+            shared.check_stop()?;
+            let c = &point.collections[pc.source];
+            let mut j = self
+                .store
+                .index()
+                .journal(shared.job, &journal::collection(i))?
+                .unwrap_or_default();
+            if !j.created {
+                dav::create(client, pc, c, shared).await?;
+                j.created = true;
+                shared.save_collection(i, &j).await?;
+            }
+            dav::restore_items(client, pc, i, c, j, shared).await?;
         }
-        info!(target = %plan.target, messages = total_messages, "restore finished");
         Ok(())
     }
 

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use super::{Progress, SnapshotError};
+use crate::blob::BlobKind;
 use crate::manifest::{CollectionManifest, ItemEntry};
 use crate::net::dav::{DavClient, DavError};
 use crate::protocol::dav::{self, CollectionKind, Homes, href};
@@ -398,7 +399,7 @@ async fn fetch(
             }
             Err(e) => return Err(e.into()),
         };
-        let (blob, _) = writer.put(&r.body)?;
+        let (blob, _) = writer.put_async(r.body.to_vec(), BlobKind::Data).await?;
         progress.items_downloaded.fetch_add(1, Ordering::Relaxed);
         progress
             .item_bytes

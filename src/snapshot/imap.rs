@@ -18,7 +18,7 @@ use crate::protocol::imap::{
     BodySection, FetchItems, FetchRequest, FetchedMessage, Flag, MailboxEntry, Uid, UidRange,
     UidSet,
 };
-use crate::repo::{BlobWriter, Repository};
+use crate::repo::{BlobWriter, Repository, off_thread};
 
 use super::{Progress, SnapshotError};
 
@@ -75,11 +75,16 @@ pub async fn snapshot_folder(
         }
     }
     if sel.exists == 0 {
-        return finish(folder, Vec::new(), writer);
+        return writer
+            .off_thread(move |w| finish(folder, Vec::new(), w))
+            .await;
     }
 
     let old = match same_validity {
-        Some(p) => load_entries(store, p)?,
+        Some(p) => {
+            let (repo, p) = (store.clone(), p.clone());
+            off_thread(move || load_entries(&repo, &p)).await?
+        }
         None => HashMap::new(),
     };
     let (mut kept, new_uids) = if old.is_empty() {
@@ -99,7 +104,7 @@ pub async fn snapshot_folder(
     }
     kept.sort_by_key(|e| e.uid);
     kept.dedup_by_key(|e| e.uid);
-    finish(folder, kept, writer)
+    writer.off_thread(move |w| finish(folder, kept, w)).await
 }
 
 /// Writes the chunks and groups and fills the counts.
@@ -211,14 +216,15 @@ async fn download(
             changed_since: None,
         })
         .await?;
-    while let Some(m) = stream.next().await? {
+    while let Some(mut m) = stream.next().await? {
         progress.check_stop()?;
-        let Some(body) = m.body.as_deref() else {
+        let Some(body) = m.body.take() else {
             // A message expunged while we fetch answers without a body; it is
             // not part of this point.
             continue;
         };
-        let (blob, _) = writer.put(body)?;
+        let size = body.len() as u64;
+        let (blob, _) = writer.put_async(body, BlobKind::Data).await?;
         let internal_date = m
             .internal_date
             .map(|d| d.to_imap_string())
@@ -226,7 +232,7 @@ async fn download(
         let mut entry = MessageEntry {
             uid: m.uid.get(),
             blob,
-            size: body.len() as u64,
+            size,
             flags: Vec::new(),
             keywords: Vec::new(),
             internal_date,

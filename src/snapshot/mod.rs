@@ -27,7 +27,7 @@ use crate::manifest::{
 use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::{ImapError, MailboxEntry};
-use crate::repo::{RepoError, Repository};
+use crate::repo::{BlobWriter, RepoError, Repository, off_thread};
 use crate::store::StoreError;
 
 /// Why a snapshot failed.
@@ -227,7 +227,8 @@ impl Snapshotter {
         &self.store
     }
 
-    /// Takes a restore point of `user`.
+    /// Takes a restore point of `user`: list the folders, snapshot them (and
+    /// the calendars and contacts) in parallel, then write the point.
     pub async fn snapshot(
         &self,
         user: &str,
@@ -235,123 +236,25 @@ impl Snapshotter {
     ) -> Result<SnapshotOutcome, SnapshotError> {
         let taken_at = Timestamp::now();
         let mut first = ImapConnection::open(&self.endpoint, user).await?;
-        let namespace = first.namespace().await?;
-        let personal = namespace.personal.first();
-        let namespace = Namespace {
-            prefix: personal
-                .map(|n| n.prefix.as_str().to_string())
-                .unwrap_or_default(),
-            separator: personal.and_then(|n| n.delimiter),
-        };
+        let namespace = personal_namespace(&mut first).await?;
         let entries = first.list_mailboxes().await?;
         debug!(user, folders = entries.len(), "listed folders");
-
-        let previous = self.previous_folders(user)?;
-        let work: VecDeque<(usize, MailboxEntry)> = entries.into_iter().enumerate().collect();
-        let work = Arc::new(Mutex::new(work));
-        let results: Arc<Mutex<Vec<(usize, FolderManifest)>>> = Arc::default();
-        let workers = self.connections.min(work_len(&work)).max(1);
-
-        let mut writers = Vec::new();
-        let mut tasks = Vec::new();
-        let mut conns = vec![Some(first)];
-        conns.resize_with(workers, || None);
-        for conn in conns {
-            let writer = self.store.writer();
-            tasks.push(self.worker(
-                user,
-                conn,
-                work.clone(),
-                results.clone(),
-                &previous,
-                writer,
-                progress,
-            ));
-        }
-        let previous_collections = self.previous_collections(user)?;
-        let mut dav_writer = self.store.writer();
-        let dav = async {
-            match &self.dav {
-                Some(client) => {
-                    dav::snapshot_collections(
-                        client,
-                        user,
-                        &previous_collections,
-                        &mut dav_writer,
-                        progress,
-                    )
-                    .await
-                }
-                None => Ok(Vec::new()),
-            }
-        };
-        let (mail_results, collections) = tokio::join!(futures_util::future::join_all(tasks), dav);
-        for r in mail_results {
-            writers.push(r?);
-        }
-        let collections = collections?;
-        writers.push(dav_writer);
-
-        let mut folders = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
-        folders.sort_by_key(|(i, _)| *i);
-        let mut writer = self.store.writer();
-        let mut refs = Vec::new();
-        let mut mail = MailCounts::default();
-        for (_, f) in &folders {
-            let (id, _) = writer.put_kind(&manifest::encode(f), BlobKind::Manifest)?;
-            refs.push(FolderRef {
-                name: f.name.clone(),
-                manifest: id,
-            });
-            mail.folders += 1;
-            mail.messages += f.messages;
-            mail.bytes += f.bytes;
-        }
-        let mut calendars = crate::manifest::CollectionCounts::default();
-        let mut contacts = crate::manifest::CollectionCounts::default();
-        let mut collection_refs = Vec::with_capacity(collections.len());
-        for c in &collections {
-            let counts = match c.kind {
-                crate::protocol::dav::CollectionKind::Calendar => &mut calendars,
-                crate::protocol::dav::CollectionKind::Addressbook => &mut contacts,
-            };
-            counts.collections += 1;
-            counts.items += c.items.len() as u64;
-            let (id, _) = writer.put_kind(&manifest::encode(c), BlobKind::Manifest)?;
-            collection_refs.push(id);
-        }
-        let id = self.new_generation_id(user, taken_at)?;
-        let root = RootManifest {
-            format: MANIFEST_FORMAT,
-            id,
+        let (folders, collections, writers) = self.take(user, first, entries, progress).await?;
+        let point = PointParts {
             user: user.to_string(),
             taken_at,
             namespace,
-            mail,
-            calendars,
-            contacts,
-            folders: refs,
-            collections: collection_refs,
+            folders,
+            collections,
+            writers,
         };
-        let (root_id, _) = writer.put_kind(&manifest::encode(&root), BlobKind::Root)?;
-        // Durable blobs first (every worker's packs, then the manifests'),
-        // then the index commit that makes the point visible.
-        let mut new_blobs = writer.blobs_written();
-        let mut locations = Vec::new();
-        for mut w in writers {
-            locations.extend(w.finish_pack()?);
-            new_blobs += w.blobs_written();
-        }
-        locations.extend(writer.finish_pack()?);
-        let generation = root.generation(root_id);
-        self.store
-            .index()
-            .commit_generation(&locations, &generation)?;
+        let repo = self.store.clone();
+        let (generation, new_blobs) = off_thread(move || write_point(&repo, point)).await?;
         info!(
             user,
             generation = %generation.id,
-            folders = mail.folders,
-            messages = mail.messages,
+            folders = generation.mail.folders,
+            messages = generation.mail.messages,
             downloaded = progress.downloaded.load(Ordering::Relaxed),
             "restore point taken"
         );
@@ -364,6 +267,79 @@ impl Snapshotter {
         })
     }
 
+    /// Snapshots every folder over a pool of connections (`first` is one
+    /// of them) and the DAV collections alongside; returns the folder
+    /// manifests in listing order, the collection manifests and the writers
+    /// whose packs hold what was downloaded.
+    async fn take(
+        &self,
+        user: &str,
+        first: ImapConnection,
+        entries: Vec<MailboxEntry>,
+        progress: &Progress,
+    ) -> Result<
+        (
+            Vec<FolderManifest>,
+            Vec<CollectionManifest>,
+            Vec<BlobWriter>,
+        ),
+        SnapshotError,
+    > {
+        let (previous, previous_collections) = {
+            let (repo, user) = (self.store.clone(), user.to_string());
+            off_thread(move || {
+                Ok::<_, SnapshotError>((
+                    previous_folders(&repo, &user)?,
+                    previous_collections(&repo, &user)?,
+                ))
+            })
+            .await?
+        };
+        let work: VecDeque<(usize, MailboxEntry)> = entries.into_iter().enumerate().collect();
+        let work = Arc::new(Mutex::new(work));
+        let results: Arc<Mutex<Vec<(usize, FolderManifest)>>> = Arc::default();
+        let workers = self.connections.min(work_len(&work)).max(1);
+        let mut conns = vec![Some(first)];
+        conns.resize_with(workers, || None);
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|conn| {
+                let writer = self.store.writer();
+                self.worker(
+                    user,
+                    conn,
+                    work.clone(),
+                    results.clone(),
+                    &previous,
+                    writer,
+                    progress,
+                )
+            })
+            .collect();
+        let mut dav_writer = self.store.writer();
+        let dav = async {
+            match &self.dav {
+                Some(client) => {
+                    let previous = &previous_collections;
+                    dav::snapshot_collections(client, user, previous, &mut dav_writer, progress)
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mail_results, collections) = tokio::join!(futures_util::future::join_all(tasks), dav);
+        let mut writers = mail_results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let collections = collections?;
+        writers.push(dav_writer);
+        let mut folders = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
+        folders.sort_by_key(|(i, _)| *i);
+        Ok((
+            folders.into_iter().map(|(_, f)| f).collect(),
+            collections,
+            writers,
+        ))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn worker(
         &self,
@@ -372,9 +348,9 @@ impl Snapshotter {
         work: Arc<Mutex<VecDeque<(usize, MailboxEntry)>>>,
         results: Arc<Mutex<Vec<(usize, FolderManifest)>>>,
         previous: &HashMap<String, FolderManifest>,
-        mut writer: crate::repo::BlobWriter,
+        mut writer: BlobWriter,
         progress: &Progress,
-    ) -> Result<crate::repo::BlobWriter, SnapshotError> {
+    ) -> Result<BlobWriter, SnapshotError> {
         let mut conn = match conn {
             Some(c) => c,
             None => {
@@ -422,54 +398,139 @@ impl Snapshotter {
         let _ = conn.logout().await;
         Ok(writer)
     }
+}
 
-    /// The folder manifests of the user's newest point, by name.
-    fn previous_folders(
-        &self,
-        user: &str,
-    ) -> Result<HashMap<String, FolderManifest>, SnapshotError> {
-        let Some(last) = self.store.index().generations(user)?.pop() else {
-            return Ok(HashMap::new());
-        };
-        let root: RootManifest = read_manifest(&self.store, &last.root)?;
-        let mut out = HashMap::new();
-        for f in root.folders {
-            let m: FolderManifest = read_manifest(&self.store, &f.manifest)?;
-            out.insert(m.name.clone(), m);
-        }
-        Ok(out)
+/// The personal namespace the server announces (prefix and separator).
+async fn personal_namespace(conn: &mut ImapConnection) -> Result<Namespace, SnapshotError> {
+    let namespace = conn.namespace().await?;
+    let personal = namespace.personal.first();
+    Ok(Namespace {
+        prefix: personal
+            .map(|n| n.prefix.as_str().to_string())
+            .unwrap_or_default(),
+        separator: personal.and_then(|n| n.delimiter),
+    })
+}
+
+/// What a snapshot took, before it becomes a point.
+struct PointParts {
+    user: String,
+    taken_at: Timestamp,
+    namespace: Namespace,
+    folders: Vec<FolderManifest>,
+    collections: Vec<CollectionManifest>,
+    writers: Vec<BlobWriter>,
+}
+
+/// Writes the point (blocking: call it off the async threads): the folder
+/// and collection manifests and the root, then every pack durable, then the
+/// one index commit that makes the point visible. Returns the generation and
+/// the number of new blobs.
+fn write_point(repo: &Repository, p: PointParts) -> Result<(Generation, u64), SnapshotError> {
+    let mut writer = repo.writer();
+    let mut refs = Vec::with_capacity(p.folders.len());
+    let mut mail = MailCounts::default();
+    for f in &p.folders {
+        let (id, _) = writer.put_kind(&manifest::encode(f), BlobKind::Manifest)?;
+        refs.push(FolderRef {
+            name: f.name.clone(),
+            manifest: id,
+        });
+        mail.folders += 1;
+        mail.messages += f.messages;
+        mail.bytes += f.bytes;
     }
-
-    /// The collection manifests of the user's newest point, by
-    /// [`dav::collection_key`].
-    fn previous_collections(
-        &self,
-        user: &str,
-    ) -> Result<HashMap<String, CollectionManifest>, SnapshotError> {
-        let mut out = HashMap::new();
-        let Some(last) = self.store.index().generations(user)?.pop() else {
-            return Ok(out);
+    let mut calendars = crate::manifest::CollectionCounts::default();
+    let mut contacts = crate::manifest::CollectionCounts::default();
+    let mut collection_refs = Vec::with_capacity(p.collections.len());
+    for c in &p.collections {
+        let counts = match c.kind {
+            crate::protocol::dav::CollectionKind::Calendar => &mut calendars,
+            crate::protocol::dav::CollectionKind::Addressbook => &mut contacts,
         };
-        let root: RootManifest = read_manifest(&self.store, &last.root)?;
-        for id in &root.collections {
-            let c: CollectionManifest = read_manifest(&self.store, id)?;
-            if let Ok(url) = url::Url::parse("http://x/").and_then(|b| b.join(&c.href)) {
-                out.insert(dav::collection_key(&url), c);
-            }
-        }
-        Ok(out)
+        counts.collections += 1;
+        counts.items += c.items.len() as u64;
+        let (id, _) = writer.put_kind(&manifest::encode(c), BlobKind::Manifest)?;
+        collection_refs.push(id);
     }
+    let root = RootManifest {
+        format: MANIFEST_FORMAT,
+        id: new_generation_id(repo, &p.user, p.taken_at)?,
+        user: p.user,
+        taken_at: p.taken_at,
+        namespace: p.namespace,
+        mail,
+        calendars,
+        contacts,
+        folders: refs,
+        collections: collection_refs,
+    };
+    let (root_id, _) = writer.put_kind(&manifest::encode(&root), BlobKind::Root)?;
+    // Durable blobs first (every worker's packs, then the manifests'),
+    // then the index commit that makes the point visible.
+    let mut new_blobs = writer.blobs_written();
+    let mut locations = Vec::new();
+    for mut w in p.writers {
+        locations.extend(w.finish_pack()?);
+        new_blobs += w.blobs_written();
+    }
+    locations.extend(writer.finish_pack()?);
+    let generation = root.generation(root_id);
+    repo.index().commit_generation(&locations, &generation)?;
+    Ok((generation, new_blobs))
+}
 
-    fn new_generation_id(&self, user: &str, t: Timestamp) -> Result<GenerationId, SnapshotError> {
-        let index = self.store.index();
-        let mut n = 1;
-        loop {
-            let id = GenerationId::new(t, n);
-            if index.generation(user, &id)?.is_none() {
-                return Ok(id);
-            }
-            n += 1;
+/// The folder manifests of the user's newest point, by name.
+fn previous_folders(
+    repo: &Repository,
+    user: &str,
+) -> Result<HashMap<String, FolderManifest>, SnapshotError> {
+    let Some(last) = repo.index().generations(user)?.pop() else {
+        return Ok(HashMap::new());
+    };
+    let root: RootManifest = read_manifest(repo, &last.root)?;
+    let mut out = HashMap::new();
+    for f in root.folders {
+        let m: FolderManifest = read_manifest(repo, &f.manifest)?;
+        out.insert(m.name.clone(), m);
+    }
+    Ok(out)
+}
+
+/// The collection manifests of the user's newest point, by
+/// [`dav::collection_key`].
+fn previous_collections(
+    repo: &Repository,
+    user: &str,
+) -> Result<HashMap<String, CollectionManifest>, SnapshotError> {
+    let mut out = HashMap::new();
+    let Some(last) = repo.index().generations(user)?.pop() else {
+        return Ok(out);
+    };
+    let root: RootManifest = read_manifest(repo, &last.root)?;
+    for id in &root.collections {
+        let c: CollectionManifest = read_manifest(repo, id)?;
+        if let Ok(url) = url::Url::parse("http://x/").and_then(|b| b.join(&c.href)) {
+            out.insert(dav::collection_key(&url), c);
         }
+    }
+    Ok(out)
+}
+
+/// The id of a point of `user` taken at `t`: `n` > 1 when one exists already.
+fn new_generation_id(
+    repo: &Repository,
+    user: &str,
+    t: Timestamp,
+) -> Result<GenerationId, SnapshotError> {
+    let index = repo.index();
+    let mut n = 1;
+    loop {
+        let id = GenerationId::new(t, n);
+        if index.generation(user, &id)?.is_none() {
+            return Ok(id);
+        }
+        n += 1;
     }
 }
 
