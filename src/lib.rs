@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod error_code;
 pub mod index;
 pub mod jobs;
 pub mod manifest;

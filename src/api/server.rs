@@ -31,6 +31,7 @@ use super::wire::{
     PointView, RestoreRequest, SnapshotRequest,
 };
 use crate::config::Config;
+use crate::error_code::ErrorCode;
 use crate::index::Index;
 use crate::jobs::{CancelError, JobFilter, JobId, JobKind, JobRequest, Queue};
 use std::future::Future;
@@ -72,34 +73,28 @@ impl ApiState {
     }
 }
 
-/// An error answer: status, stable code, sentence.
+/// An error answer: a stable code (which gives the status) and a sentence.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
-    /// Builds an error answer.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// Builds an error answer; its HTTP status is the code's.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
         }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            e.to_string(),
-        )
+        Self::new(ErrorCode::InternalError, e.to_string())
     }
 }
 
@@ -107,11 +102,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        (self.code.status(), axum::Json(body)).into_response()
     }
 }
 
@@ -150,13 +145,12 @@ async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }
@@ -237,13 +231,8 @@ fn not_configured() -> BackendHealth {
 }
 
 fn parse_job_id(id: &str) -> ApiResult<JobId> {
-    id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
-            format!("no job {id:?}"),
-        )
-    })
+    id.parse()
+        .map_err(|_| ApiError::new(ErrorCode::JobNotFound, format!("no job {id:?}")))
 }
 
 async fn get_job(
@@ -254,8 +243,7 @@ async fn get_job(
     match st.queue.get(id).map_err(ApiError::internal)? {
         Some(job) => Ok(axum::Json(JobView::from(&job))),
         None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
+            ErrorCode::JobNotFound,
             format!("no job {id}"),
         )),
     }
@@ -269,13 +257,11 @@ async fn cancel_job(
     match st.queue.cancel(id) {
         Ok(job) => Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job)))),
         Err(CancelError::NotFound(id)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
+            ErrorCode::JobNotFound,
             format!("no job {id}"),
         )),
         Err(CancelError::AlreadyEnded(job)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "job_finished",
+            ErrorCode::JobFinished,
             format!("job {} has already ended ({})", job.id, job.state.as_str()),
         )),
         Err(CancelError::Index(e)) => Err(ApiError::internal(e)),
@@ -319,15 +305,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     .await
     .map_err(|_| {
         ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request body did not arrive in time",
         )
     })?
     .map_err(|_| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("the request body exceeds {limit} bytes"),
         )
     })?;
@@ -350,7 +334,7 @@ fn check_user_name(st: &ApiState, user: &str) -> ApiResult<()> {
         &crate::net::imap::login_method(&st.config.imap.login),
     )
     .map(|_| ())
-    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_user", e.to_string()))
+    .map_err(|e| ApiError::new(ErrorCode::InvalidUser, e.to_string()))
 }
 
 async fn ensure_user_exists(st: &ApiState, user: &str) -> ApiResult<()> {
@@ -358,15 +342,10 @@ async fn ensure_user_exists(st: &ApiState, user: &str) -> ApiResult<()> {
     match st.users.exists(user).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_user",
+            ErrorCode::UnknownUser,
             format!("no mailbox {user:?} on the mail server"),
         )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_down",
-            e,
-        )),
+        Err(e) => Err(ApiError::new(ErrorCode::ServerDown, e)),
     }
 }
 
@@ -382,8 +361,7 @@ async fn list_points(
             "date" => {
                 date = Some(value.parse::<jiff::civil::Date>().map_err(|_| {
                     ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_date",
+                        ErrorCode::BadDate,
                         format!("date must be YYYY-MM-DD, not {value:?}"),
                     )
                 })?)
@@ -424,13 +402,7 @@ async fn post_snapshots(
         }
         (None, true) => crate::schedule::users(&st.config.schedule)
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "users_unavailable",
-                    e.to_string(),
-                )
-            })?,
+            .map_err(|e| ApiError::new(ErrorCode::UsersUnavailable, e.to_string()))?,
         _ => {
             return Err(ApiError::bad_request(
                 "give either {\"user\": U} or {\"all\": true}",
@@ -471,13 +443,11 @@ async fn post_prune(
         dry_run: bool,
     }
     let req: PruneRequest = read_json(&st, body).await?;
-    let report = st.scheduler.prune(req.dry_run).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "prune_failed",
-            e.to_string(),
-        )
-    })?;
+    let report = st
+        .scheduler
+        .prune(req.dry_run)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::PruneFailed, e.to_string()))?;
     Ok(axum::Json(report))
 }
 
@@ -491,7 +461,7 @@ async fn post_restores(
         None => crate::jobs::Scope::All,
         Some(s) => s
             .parse()
-            .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_scope", e))?,
+            .map_err(|e: String| ApiError::new(ErrorCode::BadScope, e))?,
     };
     if let Some(r) = req
         .requested_by
@@ -499,8 +469,7 @@ async fn post_restores(
         .filter(|r| !crate::config::looks_like_address(r))
     {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_requested_by",
+            ErrorCode::BadRequestedBy,
             format!("requested_by must be a mail address, not {r:?}"),
         ));
     }
@@ -518,8 +487,7 @@ async fn post_restores(
         .filter(|id| gens.iter().any(|g| &g.id == id))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "point_not_found",
+                ErrorCode::PointNotFound,
                 format!("{} has no restore point {:?}", req.user, req.point),
             )
         })?;
@@ -631,15 +599,19 @@ pub async fn serve(listener: UnixListener, state: Arc<ApiState>, shutdown: Cance
 }
 
 async fn refuse(mut stream: UnixStream, uid: u32) {
+    let code = ErrorCode::Forbidden;
     let body = serde_json::to_string(&ErrorBody {
         error: ErrorDetail {
-            code: "forbidden".into(),
+            code,
             message: format!("uid {uid} is not allowed to use this socket (api.allowed_uids)"),
         },
     })
     .unwrap_or_default();
+    let status = code.status();
     let head = format!(
-        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {

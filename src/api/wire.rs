@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error_code::ErrorCode;
 use crate::jobs::{Count, Job};
 
 /// `{"error": {"code", "message"}}`
@@ -19,8 +20,8 @@ pub struct ErrorBody {
 /// A stable code and a sentence.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
-    /// Stable snake_case code.
-    pub code: String,
+    /// Stable snake_case code (the list is in `docs/operations.md`).
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
 }
@@ -127,7 +128,7 @@ impl From<&Job> for JobView {
                 items: j.progress.items.into(),
             },
             error: j.error.as_ref().map(|e| ErrorDetail {
-                code: e.code.clone(),
+                code: e.code,
                 message: e.message.clone(),
             }),
             warnings: j.warnings.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::{JobContext, JobError, RunResult, Runner};
 use crate::config::{NotifyConfig, SmtpConfig};
+use crate::error_code::ErrorCode;
 use crate::index::Index;
 use crate::notify::{self, Outcome, RestoreReport};
 use crate::restore::Restorer;
@@ -75,7 +76,7 @@ impl Runner for RestoreRunner {
                     Ok(()) => Outcome::Succeeded,
                     Err(_) if job.cancel_requested => Outcome::Cancelled,
                     Err(e) => Outcome::Failed {
-                        code: e.code.clone(),
+                        code: e.code,
                         message: e.message.clone(),
                     },
                 };
@@ -212,7 +213,7 @@ impl Runner for SnapshotRunner {
                 j.progress.items.total =
                     outcome.generation.calendars.items + outcome.generation.contacts.items;
             })
-            .map_err(|e| JobError::new("index_error", e.to_string()))?;
+            .map_err(|e| JobError::new(ErrorCode::IndexError, e.to_string()))?;
             Ok(())
         })
     }
