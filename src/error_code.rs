@@ -2,7 +2,7 @@
 //!
 //! A code is a contract (CONTRACT.md §9): the panel and scripts branch on
 //! it, so its spelling never changes once shipped, and each has the HTTP
-//! status it answers with as an API error. The list in `docs/operations.md`
+//! status it answers with as an API error. The table in `docs/operations.md` §6
 //! is kept equal to this one by a test.
 //!
 //! This module is a leaf: it depends on nothing else of the crate, so the
@@ -129,7 +129,7 @@ error_codes! {
     DiskFull = "disk_full", INSUFFICIENT_STORAGE, retry: false;
     /// The restore point cannot be read back whole from the store.
     PointDamaged = "point_damaged", INTERNAL_SERVER_ERROR, retry: false;
-    /// A restore's target folder changed under it (UIDVALIDITY) between two runs.
+    /// Someone else changed a folder or collection the restore made (its UIDVALIDITY, its items) before it ended.
     TargetChanged = "target_changed", CONFLICT, retry: false;
     /// The job was stopped on request.
     Cancelled = "cancelled", CONFLICT, retry: false;
@@ -195,7 +195,7 @@ impl PartialEq<&str> for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, HashSet};
 
     #[test]
     fn spelling_is_serdes_and_round_trips() {
@@ -227,6 +227,77 @@ mod tests {
             );
             let status = code.status();
             assert!(status.is_client_error() || status.is_server_error(), "{s}");
+        }
+    }
+
+    /// The rows of the table in `docs/operations.md` §6: code → (status, retry).
+    fn documented_codes() -> BTreeMap<String, (u16, bool)> {
+        let doc = include_str!("../docs/operations.md");
+        let mut lines = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("| code | HTTP status | meaning | retry can help |"));
+        assert!(
+            lines.next().is_some(),
+            "no code table in docs/operations.md"
+        );
+        let mut rows = BTreeMap::new();
+        for line in lines.skip(1).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let [code, status, meaning, retry] = cells[..] else {
+                panic!("a row of the code table has {} cells: {line}", cells.len());
+            };
+            let code = code.trim_matches('`').to_string();
+            let status = status
+                .parse()
+                .unwrap_or_else(|_| panic!("status of {code}: {status}"));
+            let retry = match retry {
+                "yes" => true,
+                "no" => false,
+                _ => panic!("retry of {code} is {retry:?}, not yes or no"),
+            };
+            assert!(!meaning.is_empty(), "{code} has no meaning");
+            assert!(
+                rows.insert(code.clone(), (status, retry)).is_none(),
+                "{code} twice"
+            );
+        }
+        rows
+    }
+
+    #[test]
+    fn operations_doc_lists_exactly_the_codes() {
+        let documented = documented_codes();
+        let code: BTreeMap<String, (u16, bool)> = ErrorCode::ALL
+            .iter()
+            .map(|c| {
+                (
+                    c.as_str().to_string(),
+                    (c.status().as_u16(), c.retry_can_help()),
+                )
+            })
+            .collect();
+        let missing: Vec<_> = code
+            .keys()
+            .filter(|c| !documented.contains_key(*c))
+            .collect();
+        let unknown: Vec<_> = documented
+            .keys()
+            .filter(|c| !code.contains_key(*c))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from docs/operations.md: {missing:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "docs/operations.md lists codes the enum lacks: {unknown:?}"
+        );
+        for (c, want) in &code {
+            assert_eq!(
+                &documented[c], want,
+                "{c}: docs/operations.md says (status, retry) {:?}, the code {want:?}",
+                documented[c]
+            );
         }
     }
 
