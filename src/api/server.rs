@@ -6,10 +6,11 @@
 //! size, connections at once) so a slow or hostile client cannot stall the
 //! daemon.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::metrics::{Figures, SchedulerFigures};
 use super::wire::{
     BackendHealth, ErrorBody, ErrorDetail, Health, JobCounts, JobList, JobView, PointList,
     PointView, RestoreRequest, SnapshotRequest,
@@ -64,13 +66,6 @@ pub trait UserCheck: Send + Sync + 'static {
     /// not, `Err` (a sentence) when the server cannot be asked.
     fn exists(&self, user: &str)
     -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>>;
-}
-
-impl ApiState {
-    /// Bytes of the store's packs (0 when it cannot be read).
-    pub fn store_bytes(&self) -> u64 {
-        self.store.size_on_disk().unwrap_or(0)
-    }
 }
 
 /// An error answer: a stable code (which gives the status) and a sentence.
@@ -131,17 +126,50 @@ pub fn router(state: Arc<ApiState>) -> Router {
 }
 
 async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
-    match super::metrics::render(&st) {
-        Ok(text) => (
+    // Sled scans and the walk of the pack directory block: off the async
+    // workers, so a scrape of a large index never stalls other requests.
+    let figures = tokio::task::spawn_blocking(move || gather_figures(&st)).await;
+    match figures {
+        Ok(Ok(figures)) => (
             [(
                 axum::http::header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            text,
+            super::metrics::render(&figures),
         )
             .into_response(),
+        Ok(Err(e)) => ApiError::internal(e).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
+}
+
+/// Reads what `/metrics` shows; blocks (index scans, the pack directory).
+fn gather_figures(st: &ApiState) -> Result<Figures, crate::index::IndexError> {
+    let jobs = st.index.jobs()?;
+    let store_bytes = st.store.size_on_disk().unwrap_or(0);
+    let index_bytes = st.index.size_on_disk().unwrap_or(0);
+    let mut points: BTreeMap<String, u64> = BTreeMap::new();
+    for g in st.index.all_generations()? {
+        *points.entry(g.user).or_default() += 1;
+    }
+    let s = &st.scheduler.stats;
+    let scheduler = SchedulerFigures {
+        lag_ms: s.lag_ms.load(Ordering::Relaxed),
+        rounds: s.rounds.load(Ordering::Relaxed),
+        queued: s.queued.load(Ordering::Relaxed),
+        skipped: s.skipped.load(Ordering::Relaxed),
+        prunes: s.prunes.load(Ordering::Relaxed),
+    };
+    let (queued, running) = st.queue.counts();
+    Ok(Figures {
+        jobs,
+        store_bytes,
+        index_bytes,
+        points,
+        scheduler,
+        queued,
+        running,
+    })
 }
 
 async fn not_found() -> ApiError {
