@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Declares the enum and its table once: variant, spelling, status, and
 /// whether a retry can help. The spelling is also what serde writes
@@ -24,7 +25,7 @@ macro_rules! error_codes {
         $variant:ident = $code:literal, $status:ident, retry: $retry:literal;
     )+) => {
         /// A stable snake_case error code.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
             $($(#[doc = $doc])+ $variant,)+

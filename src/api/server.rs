@@ -9,15 +9,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
@@ -26,11 +27,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, debug, info, info_span, warn};
+use utoipa::{Modify, OpenApi};
 
 use super::metrics::{Figures, SchedulerFigures};
 use super::wire::{
     BackendHealth, ErrorBody, ErrorDetail, Health, JobCounts, JobList, JobView, PointList,
-    PointView, RestoreRequest, SnapshotRequest,
+    PointView, PruneReportView, PruneRequest, RestoreRequest, SnapshotRequest,
 };
 use crate::config::Config;
 use crate::error_code::ErrorCode;
@@ -107,24 +109,197 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// One route: its method, its path and a function making its handler's
+/// [`MethodRouter`] for that method.
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, with `{name}` for a parameter (as axum and OpenAPI write it).
+    pub path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<Arc<ApiState>>,
+}
+
+/// Every route the daemon serves. The router is built from this table, and
+/// a test checks that the OpenAPI document describes exactly these.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/v1/health",
+        handler: |m| on(m, health),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/jobs",
+        handler: |m| on(m, list_jobs),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/jobs/{id}",
+        handler: |m| on(m, get_job),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/v1/jobs/{id}",
+        handler: |m| on(m, cancel_job),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/users/{user}/points",
+        handler: |m| on(m, list_points),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/snapshots",
+        handler: |m| on(m, post_snapshots),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/restores",
+        handler: |m| on(m, post_restores),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/prune",
+        handler: |m| on(m, post_prune),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/openapi.json",
+        handler: |m| on(m, openapi_json),
+    },
+    Route {
+        method: Method::GET,
+        path: "/metrics",
+        handler: |m| on(m, metrics),
+    },
+];
+
+/// The routes of [`ROUTES`], without the fallbacks, limits and state.
+fn routes() -> Router<Arc<ApiState>> {
+    ROUTES.iter().fold(Router::new(), |router, r| {
+        // Invariant: ROUTES holds only GET, POST and DELETE, which axum
+        // routes (a test builds this router).
+        let filter = MethodFilter::try_from(r.method.clone())
+            .expect("every method of ROUTES has a MethodFilter");
+        // A second method on a path already routed merges with the first.
+        router.route(r.path, (r.handler)(filter))
+    })
+}
+
 /// The routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     let max_body = state.config.api.max_body_bytes;
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/v1/users/{user}/points", get(list_points))
-        .route("/v1/snapshots", axum::routing::post(post_snapshots))
-        .route("/v1/restores", axum::routing::post(post_restores))
-        .route("/v1/prune", axum::routing::post(post_prune))
-        .route("/metrics", get(metrics))
+    routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
+/// The OpenAPI 3 description of the socket API, generated from the wire
+/// types and the handlers' `#[utoipa::path]` attributes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mailrestore socket API",
+        description = "HTTP/1.1 and JSON on the daemon's Unix socket (`api.socket`). \
+            Only peers whose uid is in `api.allowed_uids` are served; any other gets \
+            403 `forbidden` before its request is read. Errors are \
+            `{\"error\": {\"code\", \"message\"}}` with a stable code; \
+            docs/operations.md lists every code."
+    ),
+    servers((url = "http://localhost", description = "the Unix socket of `api.socket`")),
+    paths(
+        health,
+        list_jobs,
+        get_job,
+        cancel_job,
+        list_points,
+        post_snapshots,
+        post_restores,
+        post_prune,
+        openapi_json,
+        metrics
+    ),
+    modifiers(&EveryRouteErrors)
+)]
+pub struct ApiDoc;
+
+/// Adds the answers every route can give to each operation: 403 for a
+/// peer that is not allowed (checked before routing) and 500 when the
+/// daemon fails inside.
+struct EveryRouteErrors;
+
+impl Modify for EveryRouteErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("`forbidden`: the peer's uid is not allowed").into());
+                responses
+                    .entry("500".into())
+                    .or_insert_with(|| error("`internal_error`").into());
+            }
+        }
+    }
+}
+
+/// The OpenAPI document as JSON, made once.
+fn openapi_document() -> Result<&'static str, &'static str> {
+    static DOC: LazyLock<Result<String, String>> =
+        LazyLock::new(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()));
+    DOC.as_deref().map_err(String::as_str)
+}
+
+/// The OpenAPI 3 description of this API (this document).
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document", body = Object, content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    match openapi_document() {
+        Ok(doc) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            doc,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// Prometheus metrics.
+///
+/// Jobs by outcome, restored counts, store and index sizes, points per
+/// user, the scheduler's counters.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
     // Sled scans and the walk of the pack directory block: off the async
     // workers, so a scrape of a large index never stalls other requests.
@@ -183,6 +358,15 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Is everything up.
+///
+/// Each backend's state, and the queue's counts.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "health",
+    responses((status = 200, description = "`ok`, or `degraded` when a configured backend is down", body = Health))
+)]
 async fn health(State(st): State<Arc<ApiState>>) -> ApiResult<axum::Json<Health>> {
     let c = &st.config;
     let timeout = Duration::from_secs(2);
@@ -263,6 +447,17 @@ fn parse_job_id(id: &str) -> ApiResult<JobId> {
         .map_err(|_| ApiError::new(ErrorCode::JobNotFound, format!("no job {id:?}")))
 }
 
+/// A job: state, target, progress, error.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (`j` and digits)")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "`job_not_found`", body = ErrorBody)
+    )
+)]
 async fn get_job(
     State(st): State<Arc<ApiState>>,
     UrlPath(id): UrlPath<String>,
@@ -277,6 +472,20 @@ async fn get_job(
     }
 }
 
+/// Cancels a job.
+///
+/// A running restore stops between two batches and keeps what it made.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (`j` and digits)")),
+    responses(
+        (status = 202, description = "The job, cancelling", body = JobView),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 409, description = "`job_finished`: it has already ended", body = ErrorBody)
+    )
+)]
 async fn cancel_job(
     State(st): State<Arc<ApiState>>,
     UrlPath(id): UrlPath<String>,
@@ -296,6 +505,21 @@ async fn cancel_job(
     }
 }
 
+/// Jobs, newest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(
+        ("user" = Option<String>, Query, description = "Only this user's jobs"),
+        ("kind" = Option<String>, Query, description = "`snapshot` or `restore`"),
+        ("state" = Option<String>, Query, description = "`queued`, `running`, `succeeded`, `failed` or `cancelled`")
+    ),
+    responses(
+        (status = 200, description = "The jobs", body = JobList),
+        (status = 400, description = "`bad_request`: an unknown parameter or value", body = ErrorBody)
+    )
+)]
 async fn list_jobs(
     State(st): State<Arc<ApiState>>,
     Query(params): Query<HashMap<String, String>>,
@@ -377,6 +601,25 @@ async fn ensure_user_exists(st: &ApiState, user: &str) -> ApiResult<()> {
     }
 }
 
+/// A user's restore points, newest first.
+///
+/// With `date`, that day's points, or the nearest before and after it when
+/// the day has none.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}/points",
+    tag = "points",
+    params(
+        ("user" = String, Path, description = "The mailbox, as Dovecot names it"),
+        ("date" = Option<String>, Query, description = "A calendar day (`YYYY-MM-DD`) in the daemon's timezone")
+    ),
+    responses(
+        (status = 200, description = "The points", body = PointList),
+        (status = 400, description = "`invalid_user`, `bad_date`, `bad_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`", body = ErrorBody),
+        (status = 503, description = "`server_down`", body = ErrorBody)
+    )
+)]
 async fn list_points(
     State(st): State<Arc<ApiState>>,
     UrlPath(user): UrlPath<String>,
@@ -418,6 +661,24 @@ async fn list_points(
     }))
 }
 
+/// Takes a restore point now.
+///
+/// Of one user (`{"user": U}`), or of every user the schedule knows
+/// (`{"all": true}`).
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots",
+    tag = "jobs",
+    request_body = SnapshotRequest,
+    responses(
+        (status = 202, description = "The snapshot jobs (an active one is returned, not doubled)", body = JobList),
+        (status = 400, description = "`bad_request`, `invalid_user`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`server_down`, `users_unavailable`", body = ErrorBody)
+    )
+)]
 async fn post_snapshots(
     State(st): State<Arc<ApiState>>,
     body: axum::body::Body,
@@ -458,27 +719,54 @@ async fn post_snapshots(
     ))
 }
 
-/// `POST /v1/prune {"dry_run": bool}` (an extension of the contract: the
-/// CLI's `prune` goes through the daemon when one holds the state directory).
+/// Applies the retention policy now.
+///
+/// An extension of the contract: the CLI's `prune` goes through the daemon
+/// when one holds the state directory. `dry_run` shows what would go.
+#[utoipa::path(
+    post,
+    path = "/v1/prune",
+    tag = "points",
+    request_body = PruneRequest,
+    responses(
+        (status = 200, description = "What the prune did, or would do", body = PruneReportView),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 500, description = "`prune_failed`, `internal_error`", body = ErrorBody)
+    )
+)]
 async fn post_prune(
     State(st): State<Arc<ApiState>>,
     body: axum::body::Body,
-) -> ApiResult<axum::Json<crate::prune::PruneReport>> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct PruneRequest {
-        #[serde(default)]
-        dry_run: bool,
-    }
+) -> ApiResult<axum::Json<PruneReportView>> {
     let req: PruneRequest = read_json(&st, body).await?;
     let report = st
         .scheduler
         .prune(req.dry_run)
         .await
         .map_err(|e| ApiError::new(ErrorCode::PruneFailed, e.to_string()))?;
-    Ok(axum::Json(report))
+    Ok(axum::Json(PruneReportView::from(&report)))
 }
 
+/// Restores a point into new dated folders.
+///
+/// `scope` `all` brings back every folder, calendar and address book,
+/// `inbox` the INBOX's messages only; nothing existing is overwritten.
+#[utoipa::path(
+    post,
+    path = "/v1/restores",
+    tag = "jobs",
+    request_body = RestoreRequest,
+    responses(
+        (status = 202, description = "The restore job", body = JobView),
+        (status = 400, description = "`bad_request`, `invalid_user`, `bad_scope`, `bad_requested_by`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`, `point_not_found`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`server_down`", body = ErrorBody)
+    )
+)]
 async fn post_restores(
     State(st): State<Arc<ApiState>>,
     body: axum::body::Body,
@@ -648,4 +936,118 @@ async fn refuse(mut stream: UnixStream, uid: u32) {
         stream.shutdown().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    fn document() -> serde_json::Value {
+        serde_json::from_str(openapi_document().expect("the document serialises"))
+            .expect("the document is JSON")
+    }
+
+    /// `(operation, path item)` for every operation of the document.
+    fn operations(doc: &serde_json::Value) -> Vec<(String, String, &serde_json::Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("a path item") {
+                if METHODS.contains(&method.as_str()) {
+                    out.push((method.to_uppercase(), path.clone(), op));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn openapi_describes_exactly_the_routes_the_router_serves() {
+        let doc = document();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        let documented: BTreeSet<(String, String)> = operations(&doc)
+            .into_iter()
+            .map(|(method, path, _)| (method, path))
+            .collect();
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(routed.len(), ROUTES.len(), "a route is listed twice");
+        assert_eq!(documented, routed);
+        // The table builds a router (no overlapping method on one path).
+        let _ = routes();
+    }
+
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", serde_json::Value::String(r)) => out.push(r),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_referenced_exists() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.contains(&"#/components/schemas/JobView"), "{found:?}");
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r} points outside the document's schemas"));
+            assert!(
+                schemas.contains_key(name),
+                "{r} is not in components.schemas"
+            );
+        }
+    }
+
+    #[test]
+    fn every_operation_succeeds_somehow_and_fails_in_the_error_shape() {
+        let doc = document();
+        for (method, path, op) in operations(&doc) {
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} has no success answer"
+            );
+            for status in ["403", "500"] {
+                assert!(responses.contains_key(status), "{method} {path}: {status}");
+            }
+            for (status, answer) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                assert_eq!(
+                    answer["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_documents_schema() {
+        let doc = document();
+        let codes: BTreeSet<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is a string enum")
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let all: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, all);
+    }
 }
