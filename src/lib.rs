@@ -8,6 +8,7 @@ pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod error_code;
 pub mod index;
 pub mod jobs;
 pub mod manifest;

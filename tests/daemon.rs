@@ -92,6 +92,14 @@ async fn serves_health_and_jobs_with_contract_errors_then_stops_on_sigterm() {
     assert_eq!(health["backends"]["dav"]["state"], "not_configured");
     assert_eq!(health["jobs"]["running"], 0);
 
+    // The OpenAPI description, served on the socket like every route.
+    let doc = api.get("/v1/openapi.json").await.unwrap();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    assert!(doc["paths"]["/v1/jobs/{id}"]["delete"].is_object(), "{doc}");
+
     assert_eq!(
         api.get("/v1/jobs").await.unwrap()["jobs"],
         serde_json::json!([])

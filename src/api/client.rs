@@ -10,8 +10,6 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use super::wire::ErrorBody;
-
 /// Why a request did not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -97,13 +95,24 @@ impl ApiClient {
             }
             return serde_json::from_slice(&bytes).map_err(|e| self.protocol(e));
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Api {
+        // Read as plain JSON rather than as `wire::ErrorBody`: a daemon of
+        // another version may answer a code this client does not know, and
+        // its code and sentence are still worth showing.
+        let error = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| match (&v["error"]["code"], &v["error"]["message"]) {
+                (serde_json::Value::String(c), serde_json::Value::String(m)) => {
+                    Some((c.clone(), m.clone()))
+                }
+                _ => None,
+            });
+        match error {
+            Some((code, message)) => Err(ClientError::Api {
                 status,
-                code: e.error.code,
-                message: e.error.message,
+                code,
+                message,
             }),
-            Err(_) => Err(ClientError::Api {
+            None => Err(ClientError::Api {
                 status,
                 code: "http_error".into(),
                 message: String::from_utf8_lossy(&bytes).trim().to_string(),

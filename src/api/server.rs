@@ -6,17 +6,19 @@
 //! size, connections at once) so a slow or hostile client cannot stall the
 //! daemon.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
@@ -25,12 +27,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, debug, info, info_span, warn};
+use utoipa::{Modify, OpenApi};
 
+use super::metrics::{Figures, SchedulerFigures};
 use super::wire::{
     BackendHealth, ErrorBody, ErrorDetail, Health, JobCounts, JobList, JobView, PointList,
-    PointView, RestoreRequest, SnapshotRequest,
+    PointView, PruneReportView, PruneRequest, RestoreRequest, SnapshotRequest,
 };
 use crate::config::Config;
+use crate::error_code::ErrorCode;
 use crate::index::Index;
 use crate::jobs::{CancelError, JobFilter, JobId, JobSpec, Queue, RestoreSpec};
 use std::future::Future;
@@ -65,41 +70,28 @@ pub trait UserCheck: Send + Sync + 'static {
     -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>>;
 }
 
-impl ApiState {
-    /// Bytes of the store's packs (0 when it cannot be read).
-    pub fn store_bytes(&self) -> u64 {
-        self.store.size_on_disk().unwrap_or(0)
-    }
-}
-
-/// An error answer: status, stable code, sentence.
+/// An error answer: a stable code (which gives the status) and a sentence.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
-    /// Builds an error answer.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// Builds an error answer; its HTTP status is the code's.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
         }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            e.to_string(),
-        )
+        Self::new(ErrorCode::InternalError, e.to_string())
     }
 }
 
@@ -107,60 +99,274 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        (self.code.status(), axum::Json(body)).into_response()
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// One route: its method, its path and a function making its handler's
+/// [`MethodRouter`] for that method.
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, with `{name}` for a parameter (as axum and OpenAPI write it).
+    pub path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<Arc<ApiState>>,
+}
+
+/// Every route the daemon serves. The router is built from this table, and
+/// a test checks that the OpenAPI document describes exactly these.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/v1/health",
+        handler: |m| on(m, health),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/jobs",
+        handler: |m| on(m, list_jobs),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/jobs/{id}",
+        handler: |m| on(m, get_job),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/v1/jobs/{id}",
+        handler: |m| on(m, cancel_job),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/users/{user}/points",
+        handler: |m| on(m, list_points),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/snapshots",
+        handler: |m| on(m, post_snapshots),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/restores",
+        handler: |m| on(m, post_restores),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/prune",
+        handler: |m| on(m, post_prune),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/openapi.json",
+        handler: |m| on(m, openapi_json),
+    },
+    Route {
+        method: Method::GET,
+        path: "/metrics",
+        handler: |m| on(m, metrics),
+    },
+];
+
+/// The routes of [`ROUTES`], without the fallbacks, limits and state.
+fn routes() -> Router<Arc<ApiState>> {
+    ROUTES.iter().fold(Router::new(), |router, r| {
+        // Invariant: ROUTES holds only GET, POST and DELETE, which axum
+        // routes (a test builds this router).
+        let filter = MethodFilter::try_from(r.method.clone())
+            .expect("every method of ROUTES has a MethodFilter");
+        // A second method on a path already routed merges with the first.
+        router.route(r.path, (r.handler)(filter))
+    })
+}
+
 /// The routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     let max_body = state.config.api.max_body_bytes;
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/v1/users/{user}/points", get(list_points))
-        .route("/v1/snapshots", axum::routing::post(post_snapshots))
-        .route("/v1/restores", axum::routing::post(post_restores))
-        .route("/v1/prune", axum::routing::post(post_prune))
-        .route("/metrics", get(metrics))
+    routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
-async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
-    match super::metrics::render(&st) {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
+/// The OpenAPI 3 description of the socket API, generated from the wire
+/// types and the handlers' `#[utoipa::path]` attributes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mailrestore socket API",
+        description = "HTTP/1.1 and JSON on the daemon's Unix socket (`api.socket`). \
+            Only peers whose uid is in `api.allowed_uids` are served; any other gets \
+            403 `forbidden` before its request is read. Errors are \
+            `{\"error\": {\"code\", \"message\"}}` with a stable code; \
+            docs/operations.md lists every code."
+    ),
+    servers((url = "http://localhost", description = "the Unix socket of `api.socket`")),
+    paths(
+        health,
+        list_jobs,
+        get_job,
+        cancel_job,
+        list_points,
+        post_snapshots,
+        post_restores,
+        post_prune,
+        openapi_json,
+        metrics
+    ),
+    modifiers(&EveryRouteErrors)
+)]
+pub struct ApiDoc;
+
+/// Adds the answers every route can give to each operation: 403 for a
+/// peer that is not allowed (checked before routing) and 500 when the
+/// daemon fails inside.
+struct EveryRouteErrors;
+
+impl Modify for EveryRouteErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("`forbidden`: the peer's uid is not allowed").into());
+                responses
+                    .entry("500".into())
+                    .or_insert_with(|| error("`internal_error`").into());
+            }
+        }
+    }
+}
+
+/// The OpenAPI document as JSON, made once.
+fn openapi_document() -> Result<&'static str, &'static str> {
+    static DOC: LazyLock<Result<String, String>> =
+        LazyLock::new(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()));
+    DOC.as_deref().map_err(String::as_str)
+}
+
+/// The OpenAPI 3 description of this API (this document).
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document", body = Object, content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    match openapi_document() {
+        Ok(doc) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            doc,
         )
             .into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
 
+/// Prometheus metrics.
+///
+/// Jobs by outcome, restored counts, store and index sizes, points per
+/// user, the scheduler's counters.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
+    // Sled scans and the walk of the pack directory block: off the async
+    // workers, so a scrape of a large index never stalls other requests.
+    let figures = tokio::task::spawn_blocking(move || gather_figures(&st)).await;
+    match figures {
+        Ok(Ok(figures)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            super::metrics::render(&figures),
+        )
+            .into_response(),
+        Ok(Err(e)) => ApiError::internal(e).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// Reads what `/metrics` shows; blocks (index scans, the pack directory).
+fn gather_figures(st: &ApiState) -> Result<Figures, crate::index::IndexError> {
+    let jobs = st.index.jobs()?;
+    let store_bytes = st.store.size_on_disk().unwrap_or(0);
+    let index_bytes = st.index.size_on_disk().unwrap_or(0);
+    let mut points: BTreeMap<String, u64> = BTreeMap::new();
+    for g in st.index.all_generations()? {
+        *points.entry(g.user).or_default() += 1;
+    }
+    let s = &st.scheduler.stats;
+    let scheduler = SchedulerFigures {
+        lag_ms: s.lag_ms.load(Ordering::Relaxed),
+        rounds: s.rounds.load(Ordering::Relaxed),
+        queued: s.queued.load(Ordering::Relaxed),
+        skipped: s.skipped.load(Ordering::Relaxed),
+        prunes: s.prunes.load(Ordering::Relaxed),
+    };
+    let (queued, running) = st.queue.counts();
+    Ok(Figures {
+        jobs,
+        store_bytes,
+        index_bytes,
+        points,
+        scheduler,
+        queued,
+        running,
+    })
+}
+
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }
 
+/// Is everything up.
+///
+/// Each backend's state, and the queue's counts.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "health",
+    responses((status = 200, description = "`ok`, or `degraded` when a configured backend is down", body = Health))
+)]
 async fn health(State(st): State<Arc<ApiState>>) -> ApiResult<axum::Json<Health>> {
     let c = &st.config;
     let timeout = Duration::from_secs(2);
@@ -237,15 +443,21 @@ fn not_configured() -> BackendHealth {
 }
 
 fn parse_job_id(id: &str) -> ApiResult<JobId> {
-    id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
-            format!("no job {id:?}"),
-        )
-    })
+    id.parse()
+        .map_err(|_| ApiError::new(ErrorCode::JobNotFound, format!("no job {id:?}")))
 }
 
+/// A job: state, target, progress, error.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (`j` and digits)")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "`job_not_found`", body = ErrorBody)
+    )
+)]
 async fn get_job(
     State(st): State<Arc<ApiState>>,
     UrlPath(id): UrlPath<String>,
@@ -254,13 +466,26 @@ async fn get_job(
     match st.queue.get(id).map_err(ApiError::internal)? {
         Some(job) => Ok(axum::Json(JobView::from(&job))),
         None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
+            ErrorCode::JobNotFound,
             format!("no job {id}"),
         )),
     }
 }
 
+/// Cancels a job.
+///
+/// A running restore stops between two batches and keeps what it made.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (`j` and digits)")),
+    responses(
+        (status = 202, description = "The job, cancelling", body = JobView),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 409, description = "`job_finished`: it has already ended", body = ErrorBody)
+    )
+)]
 async fn cancel_job(
     State(st): State<Arc<ApiState>>,
     UrlPath(id): UrlPath<String>,
@@ -269,19 +494,32 @@ async fn cancel_job(
     match st.queue.cancel(id) {
         Ok(job) => Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job)))),
         Err(CancelError::NotFound(id)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
+            ErrorCode::JobNotFound,
             format!("no job {id}"),
         )),
         Err(CancelError::AlreadyEnded(job)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "job_finished",
+            ErrorCode::JobFinished,
             format!("job {} has already ended ({})", job.id, job.state.as_str()),
         )),
         Err(CancelError::Index(e)) => Err(ApiError::internal(e)),
     }
 }
 
+/// Jobs, newest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(
+        ("user" = Option<String>, Query, description = "Only this user's jobs"),
+        ("kind" = Option<String>, Query, description = "`snapshot` or `restore`"),
+        ("state" = Option<String>, Query, description = "`queued`, `running`, `succeeded`, `failed` or `cancelled`")
+    ),
+    responses(
+        (status = 200, description = "The jobs", body = JobList),
+        (status = 400, description = "`bad_request`: an unknown parameter or value", body = ErrorBody)
+    )
+)]
 async fn list_jobs(
     State(st): State<Arc<ApiState>>,
     Query(params): Query<HashMap<String, String>>,
@@ -319,15 +557,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     .await
     .map_err(|_| {
         ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request body did not arrive in time",
         )
     })?
     .map_err(|_| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("the request body exceeds {limit} bytes"),
         )
     })?;
@@ -350,7 +586,7 @@ fn check_user_name(st: &ApiState, user: &str) -> ApiResult<()> {
         &crate::net::imap::login_method(&st.config.imap.login),
     )
     .map(|_| ())
-    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_user", e.to_string()))
+    .map_err(|e| ApiError::new(ErrorCode::InvalidUser, e.to_string()))
 }
 
 async fn ensure_user_exists(st: &ApiState, user: &str) -> ApiResult<()> {
@@ -358,18 +594,32 @@ async fn ensure_user_exists(st: &ApiState, user: &str) -> ApiResult<()> {
     match st.users.exists(user).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_user",
+            ErrorCode::UnknownUser,
             format!("no mailbox {user:?} on the mail server"),
         )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_down",
-            e,
-        )),
+        Err(e) => Err(ApiError::new(ErrorCode::ServerDown, e)),
     }
 }
 
+/// A user's restore points, newest first.
+///
+/// With `date`, that day's points, or the nearest before and after it when
+/// the day has none.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}/points",
+    tag = "points",
+    params(
+        ("user" = String, Path, description = "The mailbox, as Dovecot names it"),
+        ("date" = Option<String>, Query, description = "A calendar day (`YYYY-MM-DD`) in the daemon's timezone")
+    ),
+    responses(
+        (status = 200, description = "The points", body = PointList),
+        (status = 400, description = "`invalid_user`, `bad_date`, `bad_request`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`", body = ErrorBody),
+        (status = 503, description = "`server_down`", body = ErrorBody)
+    )
+)]
 async fn list_points(
     State(st): State<Arc<ApiState>>,
     UrlPath(user): UrlPath<String>,
@@ -382,8 +632,7 @@ async fn list_points(
             "date" => {
                 date = Some(value.parse::<jiff::civil::Date>().map_err(|_| {
                     ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_date",
+                        ErrorCode::BadDate,
                         format!("date must be YYYY-MM-DD, not {value:?}"),
                     )
                 })?)
@@ -412,6 +661,24 @@ async fn list_points(
     }))
 }
 
+/// Takes a restore point now.
+///
+/// Of one user (`{"user": U}`), or of every user the schedule knows
+/// (`{"all": true}`).
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots",
+    tag = "jobs",
+    request_body = SnapshotRequest,
+    responses(
+        (status = 202, description = "The snapshot jobs (an active one is returned, not doubled)", body = JobList),
+        (status = 400, description = "`bad_request`, `invalid_user`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`server_down`, `users_unavailable`", body = ErrorBody)
+    )
+)]
 async fn post_snapshots(
     State(st): State<Arc<ApiState>>,
     body: axum::body::Body,
@@ -424,13 +691,7 @@ async fn post_snapshots(
         }
         (None, true) => crate::schedule::users(&st.config.schedule)
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "users_unavailable",
-                    e.to_string(),
-                )
-            })?,
+            .map_err(|e| ApiError::new(ErrorCode::UsersUnavailable, e.to_string()))?,
         _ => {
             return Err(ApiError::bad_request(
                 "give either {\"user\": U} or {\"all\": true}",
@@ -458,29 +719,54 @@ async fn post_snapshots(
     ))
 }
 
-/// `POST /v1/prune {"dry_run": bool}` (an extension of the contract: the
-/// CLI's `prune` goes through the daemon when one holds the state directory).
+/// Applies the retention policy now.
+///
+/// An extension of the contract: the CLI's `prune` goes through the daemon
+/// when one holds the state directory. `dry_run` shows what would go.
+#[utoipa::path(
+    post,
+    path = "/v1/prune",
+    tag = "points",
+    request_body = PruneRequest,
+    responses(
+        (status = 200, description = "What the prune did, or would do", body = PruneReportView),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 500, description = "`prune_failed`, `internal_error`", body = ErrorBody)
+    )
+)]
 async fn post_prune(
     State(st): State<Arc<ApiState>>,
     body: axum::body::Body,
-) -> ApiResult<axum::Json<crate::prune::PruneReport>> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct PruneRequest {
-        #[serde(default)]
-        dry_run: bool,
-    }
+) -> ApiResult<axum::Json<PruneReportView>> {
     let req: PruneRequest = read_json(&st, body).await?;
-    let report = st.scheduler.prune(req.dry_run).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "prune_failed",
-            e.to_string(),
-        )
-    })?;
-    Ok(axum::Json(report))
+    let report = st
+        .scheduler
+        .prune(req.dry_run)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::PruneFailed, e.to_string()))?;
+    Ok(axum::Json(PruneReportView::from(&report)))
 }
 
+/// Restores a point into new dated folders.
+///
+/// `scope` `all` brings back every folder, calendar and address book,
+/// `inbox` the INBOX's messages only; nothing existing is overwritten.
+#[utoipa::path(
+    post,
+    path = "/v1/restores",
+    tag = "jobs",
+    request_body = RestoreRequest,
+    responses(
+        (status = 202, description = "The restore job", body = JobView),
+        (status = 400, description = "`bad_request`, `invalid_user`, `bad_scope`, `bad_requested_by`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`, `point_not_found`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`server_down`", body = ErrorBody)
+    )
+)]
 async fn post_restores(
     State(st): State<Arc<ApiState>>,
     body: axum::body::Body,
@@ -491,7 +777,7 @@ async fn post_restores(
         None => crate::jobs::Scope::All,
         Some(s) => s
             .parse()
-            .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_scope", e))?,
+            .map_err(|e: String| ApiError::new(ErrorCode::BadScope, e))?,
     };
     if let Some(r) = req
         .requested_by
@@ -499,8 +785,7 @@ async fn post_restores(
         .filter(|r| !crate::config::looks_like_address(r))
     {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_requested_by",
+            ErrorCode::BadRequestedBy,
             format!("requested_by must be a mail address, not {r:?}"),
         ));
     }
@@ -518,8 +803,7 @@ async fn post_restores(
         .filter(|id| gens.iter().any(|g| &g.id == id))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "point_not_found",
+                ErrorCode::PointNotFound,
                 format!("{} has no restore point {:?}", req.user, req.point),
             )
         })?;
@@ -632,15 +916,19 @@ pub async fn serve(listener: UnixListener, state: Arc<ApiState>, shutdown: Cance
 }
 
 async fn refuse(mut stream: UnixStream, uid: u32) {
+    let code = ErrorCode::Forbidden;
     let body = serde_json::to_string(&ErrorBody {
         error: ErrorDetail {
-            code: "forbidden".into(),
+            code,
             message: format!("uid {uid} is not allowed to use this socket (api.allowed_uids)"),
         },
     })
     .unwrap_or_default();
+    let status = code.status();
     let head = format!(
-        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -649,4 +937,118 @@ async fn refuse(mut stream: UnixStream, uid: u32) {
         stream.shutdown().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    fn document() -> serde_json::Value {
+        serde_json::from_str(openapi_document().expect("the document serialises"))
+            .expect("the document is JSON")
+    }
+
+    /// `(operation, path item)` for every operation of the document.
+    fn operations(doc: &serde_json::Value) -> Vec<(String, String, &serde_json::Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("a path item") {
+                if METHODS.contains(&method.as_str()) {
+                    out.push((method.to_uppercase(), path.clone(), op));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn openapi_describes_exactly_the_routes_the_router_serves() {
+        let doc = document();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        let documented: BTreeSet<(String, String)> = operations(&doc)
+            .into_iter()
+            .map(|(method, path, _)| (method, path))
+            .collect();
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(routed.len(), ROUTES.len(), "a route is listed twice");
+        assert_eq!(documented, routed);
+        // The table builds a router (no overlapping method on one path).
+        let _ = routes();
+    }
+
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", serde_json::Value::String(r)) => out.push(r),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_referenced_exists() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.contains(&"#/components/schemas/JobView"), "{found:?}");
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r} points outside the document's schemas"));
+            assert!(
+                schemas.contains_key(name),
+                "{r} is not in components.schemas"
+            );
+        }
+    }
+
+    #[test]
+    fn every_operation_succeeds_somehow_and_fails_in_the_error_shape() {
+        let doc = document();
+        for (method, path, op) in operations(&doc) {
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} has no success answer"
+            );
+            for status in ["403", "500"] {
+                assert!(responses.contains_key(status), "{method} {path}: {status}");
+            }
+            for (status, answer) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                assert_eq!(
+                    answer["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_documents_schema() {
+        let doc = document();
+        let codes: BTreeSet<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is a string enum")
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let all: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, all);
+    }
 }

@@ -6,27 +6,29 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use crate::error_code::ErrorCode;
 use crate::jobs::{Count, Job};
 
 /// `{"error": {"code", "message"}}`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// A stable code and a sentence.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable snake_case code.
-    pub code: String,
+    /// Stable snake_case code (the list is in `docs/operations.md`).
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
 }
 
 /// A job as the contract shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobView {
     /// Identifier.
     pub id: String,
@@ -61,7 +63,7 @@ pub struct JobView {
 }
 
 /// `target`
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TargetView {
     /// The new folder, as the user sees it.
     pub folder: Option<String>,
@@ -72,7 +74,7 @@ pub struct TargetView {
 }
 
 /// `progress`
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ProgressView {
     /// Messages done/total.
     pub messages: CountView,
@@ -83,7 +85,7 @@ pub struct ProgressView {
 }
 
 /// `{"done", "total"}`
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CountView {
     /// Done.
     pub done: u64,
@@ -127,7 +129,7 @@ impl From<&Job> for JobView {
                 items: j.progress.items.into(),
             },
             error: j.error.as_ref().map(|e| ErrorDetail {
-                code: e.code.clone(),
+                code: e.code,
                 message: e.message.clone(),
             }),
             warnings: j.warnings.clone(),
@@ -140,14 +142,14 @@ impl From<&Job> for JobView {
 }
 
 /// `{"jobs": [...]}`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobList {
     /// Newest first.
     pub jobs: Vec<JobView>,
 }
 
 /// `GET /v1/health`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Health {
     /// `ok` when every configured backend answers, else `degraded`.
     pub status: String,
@@ -162,7 +164,7 @@ pub struct Health {
 }
 
 /// One backend's state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct BackendHealth {
     /// `up` | `down` | `not_configured`.
     pub state: String,
@@ -178,7 +180,7 @@ pub struct BackendHealth {
 }
 
 /// Queue counts.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobCounts {
     /// Waiting.
     pub queued: usize,
@@ -187,7 +189,7 @@ pub struct JobCounts {
 }
 
 /// A restore point as the contract shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PointView {
     /// Id.
     pub id: String,
@@ -202,7 +204,7 @@ pub struct PointView {
 }
 
 /// `{"folders", "messages", "bytes"}`
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct MailCountsView {
     /// Folders.
     pub folders: u64,
@@ -213,7 +215,7 @@ pub struct MailCountsView {
 }
 
 /// `{"collections", "items"}`
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CollectionCountsView {
     /// Collections.
     pub collections: u64,
@@ -244,7 +246,7 @@ impl From<&crate::manifest::Generation> for PointView {
 }
 
 /// `{"user", "points": [...]}`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PointList {
     /// The mailbox.
     pub user: String,
@@ -253,7 +255,7 @@ pub struct PointList {
 }
 
 /// `POST /v1/snapshots`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRequest {
     /// One user.
@@ -263,8 +265,51 @@ pub struct SnapshotRequest {
     pub all: bool,
 }
 
+/// `POST /v1/prune` (an extension of the contract: the CLI's `prune` goes
+/// through the daemon when one holds the state directory).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// Only compute what would go; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a prune did (or, dry, would do).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct PruneReportView {
+    /// Only computed, nothing changed.
+    pub dry_run: bool,
+    /// Points removed: `user point`.
+    pub removed: Vec<String>,
+    /// Points kept.
+    pub kept: u64,
+    /// Packs deleted whole.
+    pub packs_deleted: u64,
+    /// Packs rewritten without their dead blobs.
+    pub packs_rewritten: u64,
+    /// Bytes of packs before.
+    pub bytes_before: u64,
+    /// Bytes of packs after (dry run: estimated).
+    pub bytes_after: u64,
+}
+
+impl From<&crate::prune::PruneReport> for PruneReportView {
+    fn from(r: &crate::prune::PruneReport) -> Self {
+        PruneReportView {
+            dry_run: r.dry_run,
+            removed: r.removed.clone(),
+            kept: r.kept,
+            packs_deleted: r.packs_deleted,
+            packs_rewritten: r.packs_rewritten,
+            bytes_before: r.bytes_before,
+            bytes_after: r.bytes_after,
+        }
+    }
+}
+
 /// `POST /v1/restores`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The mailbox.
@@ -275,4 +320,40 @@ pub struct RestoreRequest {
     pub scope: Option<String>,
     /// Who asked (gets the notification).
     pub requested_by: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_report_view_has_the_reports_bytes() {
+        let report = crate::prune::PruneReport {
+            dry_run: true,
+            removed: vec!["alice@example.org 20261120T140500Z".into()],
+            kept: 3,
+            packs_deleted: 1,
+            packs_rewritten: 2,
+            bytes_before: 1000,
+            bytes_after: 400,
+        };
+        assert_eq!(
+            serde_json::to_string(&PruneReportView::from(&report)).unwrap(),
+            serde_json::to_string(&report).unwrap()
+        );
+    }
+
+    #[test]
+    fn an_error_body_keeps_the_codes_spelling() {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: ErrorCode::JobNotFound,
+                message: "no job j9".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":{"code":"job_not_found","message":"no job j9"}}"#
+        );
+    }
 }

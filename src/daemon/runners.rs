@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::config::{NotifyConfig, SmtpConfig};
+use crate::error_code::ErrorCode;
 use crate::index::Index;
 use crate::jobs::{JobContext, JobError, RunResult, Runner, Scope};
 use crate::notify::{self, Outcome, RestoreReport};
@@ -78,7 +79,7 @@ impl Runner for RestoreRunner {
                     Ok(()) => Outcome::Succeeded,
                     Err(_) if job.cancel_requested => Outcome::Cancelled,
                     Err(e) => Outcome::Failed {
-                        code: e.code.clone(),
+                        code: e.code,
                         message: e.message.clone(),
                     },
                 };
@@ -214,7 +215,7 @@ impl Runner for SnapshotRunner {
                 j.progress.items.total =
                     outcome.generation.calendars.items + outcome.generation.contacts.items;
             })
-            .map_err(|e| JobError::new("index_error", e.to_string()))?;
+            .map_err(|e| JobError::new(ErrorCode::IndexError, e.to_string()))?;
             Ok(())
         })
     }

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::error_code::ErrorCode;
 use crate::manifest::GenerationId;
 
 /// A job's identifier: `j` followed by a number that grows with each job.
@@ -200,19 +201,47 @@ pub struct Progress {
 
 /// Why a job failed: a stable snake_case code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredJobError")]
 pub struct JobError {
     /// Stable code (`over_quota`, `unknown_user`, `server_down`, …).
-    pub code: String,
+    pub code: ErrorCode,
     /// What happened, for people.
     pub message: String,
 }
 
 impl JobError {
     /// Builds an error.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         JobError {
-            code: code.to_string(),
+            code,
             message: message.into(),
+        }
+    }
+}
+
+/// A job error as the index holds it: the code as a plain string.
+///
+/// Jobs are written with the code's snake_case spelling, so the stored bytes
+/// are what they were when the code was a `String`. A record written by
+/// another version may carry a code this one does not know; failing to load
+/// it would hide the whole job (and `GET /v1/jobs` with it), and an
+/// `Other(String)` variant would let unlisted codes reach the API. So an
+/// unknown code reads as `internal_error`, and the stored code is kept in
+/// the message, where people still see it.
+#[derive(Deserialize)]
+struct StoredJobError {
+    code: String,
+    message: String,
+}
+
+impl From<StoredJobError> for JobError {
+    fn from(stored: StoredJobError) -> Self {
+        match stored.code.parse() {
+            Ok(code) => JobError::new(code, stored.message),
+            Err(_) => JobError::new(
+                ErrorCode::InternalError,
+                format!("{} (recorded as {:?})", stored.message, stored.code),
+            ),
         }
     }
 }
@@ -517,6 +546,18 @@ mod tests {
         assert_eq!(job.warnings, Vec::<String>::new());
         let broken = old.replace(r#""point":"20261126T140500Z","#, r#""point":null,"#);
         assert!(serde_json::from_str::<Job>(&broken).is_err());
+    }
+
+    #[test]
+    fn stored_error_keeps_its_bytes_and_unknown_codes_still_load() {
+        let err = JobError::new(ErrorCode::OverQuota, "full");
+        let json = serde_json::to_string(&err).unwrap();
+        assert_eq!(json, r#"{"code":"over_quota","message":"full"}"#);
+        assert_eq!(serde_json::from_str::<JobError>(&json).unwrap(), err);
+        let old: JobError =
+            serde_json::from_str(r#"{"code":"gone_code","message":"it broke"}"#).unwrap();
+        assert_eq!(old.code, ErrorCode::InternalError);
+        assert_eq!(old.message, r#"it broke (recorded as "gone_code")"#);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::{Job, JobError, JobFilter, JobId, JobKind, JobSpec, JobState};
+use crate::error_code::ErrorCode;
 use crate::index::{Index, IndexError};
 
 /// What a runner's future resolves to.
@@ -363,13 +364,13 @@ impl Queue {
                         match tokio::spawn(r.run(task_ctx.clone())).await {
                             Ok(result) => result,
                             Err(e) => Err(JobError::new(
-                                "internal_error",
+                                ErrorCode::InternalError,
                                 format!("the job stopped unexpectedly: {e}"),
                             )),
                         }
                     }
                     None => Err(JobError::new(
-                        "not_supported",
+                        ErrorCode::NotSupported,
                         format!("this daemon cannot run {} jobs", kind.as_str()),
                     )),
                 };
@@ -434,7 +435,7 @@ mod tests {
         fn run(&self, ctx: JobContext) -> Pin<Box<dyn Future<Output = RunResult> + Send>> {
             Box::pin(async move {
                 ctx.update(|j| j.target.folder = Some("INBOX_x".into()))
-                    .map_err(|e| JobError::new("index", e.to_string()))?;
+                    .map_err(|e| JobError::new(ErrorCode::IndexError, e.to_string()))?;
                 ctx.stop_token().cancelled().await;
                 Ok(())
             })
@@ -444,7 +445,7 @@ mod tests {
     struct Failing;
     impl Runner for Failing {
         fn run(&self, _ctx: JobContext) -> Pin<Box<dyn Future<Output = RunResult> + Send>> {
-            Box::pin(async { Err(JobError::new("unknown_user", "no such user")) })
+            Box::pin(async { Err(JobError::new(ErrorCode::UnknownUser, "no such user")) })
         }
     }
 
@@ -496,7 +497,7 @@ mod tests {
 
         let failing = q.submit("a".into(), spec(JobKind::Snapshot)).unwrap();
         let failed = wait_for(&q, failing.id, JobState::Failed).await;
-        assert_eq!(failed.error.unwrap().code, "unknown_user");
+        assert_eq!(failed.error.unwrap().code, ErrorCode::UnknownUser);
 
         let r1 = q.submit("a".into(), spec(JobKind::Restore)).unwrap();
         let r2 = q.submit("a".into(), spec(JobKind::Restore)).unwrap(); // same user: waits
@@ -553,7 +554,7 @@ mod tests {
         let task = tokio::spawn(q.clone().run(stop.clone(), Duration::from_secs(1)));
         let job = q.submit("a".into(), spec(JobKind::Restore)).unwrap();
         let failed = wait_for(&q, job.id, JobState::Failed).await;
-        assert_eq!(failed.error.unwrap().code, "internal_error");
+        assert_eq!(failed.error.unwrap().code, ErrorCode::InternalError);
         let next = q.submit("a".into(), spec(JobKind::Restore)).unwrap();
         wait_for(&q, next.id, JobState::Failed).await;
         stop.cancel();

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode, header};
 use url::Url;
 
 use crate::config::DavConfig;
+use crate::error_code::ErrorCode;
 use crate::protocol::dav::{self, DavParseError, HrefError, Multistatus};
 use crate::secret::Secret;
 
@@ -92,13 +93,13 @@ impl DavError {
     }
 
     /// A stable job error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            DavError::Unreachable { .. } => "dav_server_down",
-            DavError::Unauthorized { .. } => "dav_login_failed",
-            DavError::Forbidden { .. } => "dav_forbidden",
-            DavError::Status { status: 507, .. } => "over_quota",
-            _ => "dav_error",
+            DavError::Unreachable { .. } => ErrorCode::DavServerDown,
+            DavError::Unauthorized { .. } => ErrorCode::DavLoginFailed,
+            DavError::Forbidden { .. } => ErrorCode::DavForbidden,
+            DavError::Status { status: 507, .. } => ErrorCode::OverQuota,
+            _ => ErrorCode::DavError,
         }
     }
 }

@@ -14,6 +14,7 @@ use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{Language, Security, SmtpConfig};
+use crate::error_code::ErrorCode;
 
 /// How a restore ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub enum Outcome {
     /// It failed; the job error's code and sentence.
     Failed {
         /// Stable code.
-        code: String,
+        code: ErrorCode,
         /// Sentence.
         message: String,
     },
@@ -396,7 +397,7 @@ mod tests {
     #[test]
     fn failure_says_why_and_what_was_kept() {
         let r = report(Outcome::Failed {
-            code: "over_quota".into(),
+            code: ErrorCode::OverQuota,
             message: "the server refused APPEND (NO [OVERQUOTA])".into(),
         });
         let (subject, body) = super::text(&r, Language::En, &paris());

@@ -21,6 +21,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::error_code::ErrorCode;
 use crate::index::IndexError;
 use crate::jobs::{Job, JobContext, JobError, JobId, RestoreSpec, Scope};
 use crate::manifest::CollectionManifest;
@@ -121,16 +122,20 @@ impl RestoreError {
         match self {
             RestoreError::Imap(e) => imap_job_error(e),
             RestoreError::Store(e) if e.is_disk_full() => {
-                JobError::new("disk_full", self.to_string())
+                JobError::new(ErrorCode::DiskFull, self.to_string())
             }
-            RestoreError::Point(e) => JobError::new("point_damaged", e.to_string()),
-            RestoreError::NoPoint { .. } => JobError::new("point_not_found", self.to_string()),
-            RestoreError::TargetChanged(_) => JobError::new("target_changed", self.to_string()),
-            RestoreError::Stopped => JobError::new("cancelled", self.to_string()),
+            RestoreError::Point(e) => JobError::new(ErrorCode::PointDamaged, e.to_string()),
+            RestoreError::NoPoint { .. } => {
+                JobError::new(ErrorCode::PointNotFound, self.to_string())
+            }
+            RestoreError::TargetChanged(_) => {
+                JobError::new(ErrorCode::TargetChanged, self.to_string())
+            }
+            RestoreError::Stopped => JobError::new(ErrorCode::Cancelled, self.to_string()),
             RestoreError::Dav(e) => JobError::new(e.code(), e.to_string()),
-            RestoreError::NoDav(_) => JobError::new("dav_not_configured", self.to_string()),
-            RestoreError::DavOverQuota(_) => JobError::new("over_quota", self.to_string()),
-            other => JobError::new("internal_error", other.to_string()),
+            RestoreError::NoDav(_) => JobError::new(ErrorCode::DavNotConfigured, self.to_string()),
+            RestoreError::DavOverQuota(_) => JobError::new(ErrorCode::OverQuota, self.to_string()),
+            other => JobError::new(ErrorCode::InternalError, other.to_string()),
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::blob::{BlobId, BlobKind};
+use crate::error_code::ErrorCode;
 use crate::jobs::JobError;
 use crate::manifest::{
     self, CollectionManifest, FolderManifest, FolderRef, Generation, GenerationId, MANIFEST_FORMAT,
@@ -73,11 +74,11 @@ impl SnapshotError {
         match self {
             SnapshotError::Imap(e) => imap_job_error(e),
             SnapshotError::Store(e) if e.is_disk_full() => {
-                JobError::new("disk_full", e.to_string())
+                JobError::new(ErrorCode::DiskFull, e.to_string())
             }
-            SnapshotError::Stopped => JobError::new("cancelled", self.to_string()),
+            SnapshotError::Stopped => JobError::new(ErrorCode::Cancelled, self.to_string()),
             SnapshotError::Dav(e) => JobError::new(e.code(), e.to_string()),
-            other => JobError::new("store_error", other.to_string()),
+            other => JobError::new(ErrorCode::StoreError, other.to_string()),
         }
     }
 }
@@ -100,22 +101,24 @@ pub fn is_unknown_user(e: &ImapError) -> bool {
 pub fn imap_job_error(e: &ImapError) -> JobError {
     use crate::protocol::imap::ResponseCode;
     let code = match e {
-        _ if is_unknown_user(e) => "unknown_user",
-        ImapError::AuthenticationFailed { .. } => "login_failed",
-        ImapError::InvalidUserName { .. } => "invalid_user",
+        _ if is_unknown_user(e) => ErrorCode::UnknownUser,
+        ImapError::AuthenticationFailed { .. } => ErrorCode::LoginFailed,
+        ImapError::InvalidUserName { .. } => ErrorCode::InvalidUser,
         ImapError::Resolve { .. }
         | ImapError::NoAddress { .. }
         | ImapError::Connect { .. }
         | ImapError::ConnectTimeout { .. }
-        | ImapError::GreetingBye { .. } => "server_down",
-        ImapError::Certificate { .. } | ImapError::TlsHandshake { .. } => "tls_error",
+        | ImapError::GreetingBye { .. } => ErrorCode::ServerDown,
+        ImapError::Certificate { .. } | ImapError::TlsHandshake { .. } => ErrorCode::TlsError,
         _ => match e.response_code() {
-            Some(ResponseCode::OverQuota) => "over_quota",
-            Some(ResponseCode::Limit) => "server_limit",
-            Some(ResponseCode::TooBig) => "message_too_big",
-            Some(ResponseCode::TryCreate) | Some(ResponseCode::NonExistent) => "folder_missing",
-            _ if e.is_transient() => "connection_lost",
-            _ => "imap_error",
+            Some(ResponseCode::OverQuota) => ErrorCode::OverQuota,
+            Some(ResponseCode::Limit) => ErrorCode::ServerLimit,
+            Some(ResponseCode::TooBig) => ErrorCode::MessageTooBig,
+            Some(ResponseCode::TryCreate) | Some(ResponseCode::NonExistent) => {
+                ErrorCode::FolderMissing
+            }
+            _ if e.is_transient() => ErrorCode::ConnectionLost,
+            _ => ErrorCode::ImapError,
         },
     };
     JobError::new(code, e.to_string())
