@@ -18,6 +18,7 @@
 //! [`Store::gc_lock`] for writing around it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -91,12 +92,45 @@ pub fn prune(
     in_use: &HashSet<(String, String)>,
     dry_run: bool,
 ) -> Result<PruneReport, PruneError> {
-    let index = store.index();
     let mut report = PruneReport {
         dry_run,
         bytes_before: store.size_on_disk()?,
         ..PruneReport::default()
     };
+    let kept = drop_points(store, policy, tz, now, in_use, &mut report)?;
+    report.kept = kept.len() as u64;
+    let live = live_blobs(store, &kept)?;
+    let bytes_after = reclaim(store, &live, &mut report)?;
+    report.bytes_after = if dry_run {
+        bytes_after
+    } else {
+        store.size_on_disk()?
+    };
+    info!(
+        removed = report.removed.len(),
+        kept = report.kept,
+        packs_deleted = report.packs_deleted,
+        packs_rewritten = report.packs_rewritten,
+        bytes_before = report.bytes_before,
+        bytes_after = report.bytes_after,
+        dry_run,
+        "prune done"
+    );
+    Ok(report)
+}
+
+/// Applies the retention policy to every user's points: removes from the
+/// index those it drops (not in a dry run), lists them in the report, and
+/// returns those it keeps.
+fn drop_points(
+    store: &Repository,
+    policy: &RetentionConfig,
+    tz: &TimeZone,
+    now: Timestamp,
+    in_use: &HashSet<(String, String)>,
+    report: &mut PruneReport,
+) -> Result<Vec<Generation>, PruneError> {
+    let index = store.index();
     let mut by_user: BTreeMap<String, Vec<Generation>> = BTreeMap::new();
     for g in index.all_generations()? {
         by_user.entry(g.user.clone()).or_default().push(g);
@@ -115,104 +149,99 @@ pub fn prune(
             .filter(|(u, _)| *u == user)
             .map(|(_, p)| p.clone())
             .collect();
-        for (g, d) in gens
-            .into_iter()
-            .zip(retention::plan(policy, &points, now, tz, &used))
-        {
+        let decisions = retention::plan(policy, &points, now, tz, &used);
+        for (g, d) in gens.into_iter().zip(decisions) {
             if d.keep {
                 kept.push(g);
             } else {
                 report.removed.push(format!("{user} {}", g.id));
-                if !dry_run {
+                if !report.dry_run {
                     index.remove_generation(&user, &g.id)?;
                 }
             }
         }
     }
-    report.kept = kept.len() as u64;
-    let live = live_blobs(store, &kept)?;
-    let locations = index.blobs()?;
-    let mut per_pack: HashMap<PackId, Vec<BlobId>> = HashMap::new();
-    for (id, loc) in &locations {
-        per_pack.entry(loc.pack).or_default().push(*id);
+    Ok(kept)
+}
+
+/// Deletes the packs that hold no live blob and rewrites those mostly dead
+/// (or holding a dropped point's root); returns the bytes the packs take
+/// after (estimated in a dry run).
+fn reclaim(
+    store: &Repository,
+    live: &HashSet<BlobId>,
+    report: &mut PruneReport,
+) -> Result<u64, PruneError> {
+    let mut per_pack: HashMap<PackId, HashSet<BlobId>> = HashMap::new();
+    for (id, loc) in store.index().blobs()? {
+        per_pack.entry(loc.pack).or_default().insert(id);
     }
     let mut bytes_after = 0;
     for (pack_id, path) in store.packs()? {
-        let size = std::fs::metadata(&path)
-            .map_err(|e| StoreError::io(&path, e))?
-            .len();
-        let entries = pack::scan(&path, pack_id)?;
         // A blob counts here only if the index points at this copy of it.
-        let indexed: HashSet<BlobId> = per_pack
-            .remove(&pack_id)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let live_here: Vec<_> = entries
-            .iter()
-            .filter(|e| indexed.contains(&e.id) && live.contains(&e.id))
-            .collect();
-        let live_bytes: u64 = live_here
-            .iter()
-            .map(|e| e.location.stored_len + pack::ENTRY_HEADER)
-            .sum();
-        let dead_root = entries
-            .iter()
-            .any(|e| e.kind == BlobKind::Root && !live.contains(&e.id));
-        if live_here.is_empty() {
-            if !dry_run {
-                let dead: Vec<BlobId> = indexed.into_iter().collect();
-                index.remove_blobs(&dead)?;
-                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-                if let Some(dir) = path.parent() {
-                    pack::sync_dir(dir)?;
-                }
-            }
-            report.packs_deleted += 1;
-            continue;
-        }
-        let dead_share = 1.0 - live_bytes as f64 / size.max(1) as f64;
-        if dead_share > REPACK_DEAD_SHARE || dead_root {
-            if !dry_run {
-                let mut writer = store.writer();
-                for e in &live_here {
-                    let bytes = store.read_at(&e.id, &e.location)?;
-                    writer.put_forced(&bytes, e.kind)?;
-                }
-                writer.flush()?;
-                let dead: Vec<BlobId> = indexed
-                    .iter()
-                    .filter(|id| !live.contains(id))
-                    .copied()
-                    .collect();
-                index.remove_blobs(&dead)?;
-                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-                if let Some(dir) = path.parent() {
-                    pack::sync_dir(dir)?;
-                }
-            }
-            report.packs_rewritten += 1;
-            bytes_after += live_bytes + pack::FILE_MAGIC.len() as u64;
-        } else {
-            bytes_after += size;
-        }
+        let indexed = per_pack.remove(&pack_id).unwrap_or_default();
+        bytes_after += reclaim_pack(store, pack_id, &path, &indexed, live, report)?;
     }
-    report.bytes_after = if dry_run {
-        bytes_after
-    } else {
-        store.size_on_disk()?
-    };
-    info!(
-        removed = report.removed.len(),
-        kept = report.kept,
-        packs_deleted = report.packs_deleted,
-        packs_rewritten = report.packs_rewritten,
-        bytes_before = report.bytes_before,
-        bytes_after = report.bytes_after,
-        dry_run,
-        "prune done"
-    );
-    Ok(report)
+    Ok(bytes_after)
+}
+
+/// Deletes, rewrites or keeps one pack; returns its bytes after.
+fn reclaim_pack(
+    store: &Repository,
+    pack_id: PackId,
+    path: &Path,
+    indexed: &HashSet<BlobId>,
+    live: &HashSet<BlobId>,
+    report: &mut PruneReport,
+) -> Result<u64, PruneError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| StoreError::io(path, e))?
+        .len();
+    let entries = pack::scan(path, pack_id)?;
+    let live_here: Vec<_> = entries
+        .iter()
+        .filter(|e| indexed.contains(&e.id) && live.contains(&e.id))
+        .collect();
+    let live_bytes: u64 = live_here
+        .iter()
+        .map(|e| e.location.stored_len + pack::ENTRY_HEADER)
+        .sum();
+    let dead_root = entries
+        .iter()
+        .any(|e| e.kind == BlobKind::Root && !live.contains(&e.id));
+    if live_here.is_empty() {
+        if !report.dry_run {
+            delete_pack(store, path, indexed.iter().copied().collect())?;
+        }
+        report.packs_deleted += 1;
+        return Ok(0);
+    }
+    let dead_share = 1.0 - live_bytes as f64 / size.max(1) as f64;
+    if dead_share <= REPACK_DEAD_SHARE && !dead_root {
+        return Ok(size);
+    }
+    if !report.dry_run {
+        let mut writer = store.writer();
+        for e in &live_here {
+            let bytes = store.read_at(&e.id, &e.location)?;
+            writer.put_forced(&bytes, e.kind)?;
+        }
+        writer.flush()?;
+        let dead = indexed.iter().filter(|id| !live.contains(id)).copied();
+        delete_pack(store, path, dead.collect())?;
+    }
+    report.packs_rewritten += 1;
+    Ok(live_bytes + pack::FILE_MAGIC.len() as u64)
+}
+
+/// Forgets the `dead` blobs' locations, then deletes the pack durably.
+fn delete_pack(store: &Repository, path: &Path, dead: Vec<BlobId>) -> Result<(), PruneError> {
+    store.index().remove_blobs(&dead)?;
+    std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        pack::sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Every blob the given points use: manifests and messages.

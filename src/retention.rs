@@ -47,78 +47,11 @@ pub fn plan(
     tz: &TimeZone,
     in_use: &HashSet<String>,
 ) -> Vec<Decision> {
-    let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    // Newest first; ties broken by id for a stable answer.
-    order.sort_by(|&a, &b| {
-        points[b]
-            .taken_at
-            .cmp(&points[a].taken_at)
-            .then_with(|| points[b].id.cmp(&points[a].id))
-    });
-    if let Some(&newest) = order.first() {
-        reasons.entry(newest).or_default().push("newest".into());
-    }
-    for &i in &order {
-        if points[i].taken_at > now {
-            reasons.entry(i).or_default().push("from the future".into());
-        }
-        if in_use.contains(&points[i].id) {
-            reasons.entry(i).or_default().push("in use".into());
-        }
-    }
-    let periods: [(&str, u32, &PeriodKey); 4] = [
-        ("hourly", policy.hourly, &|t: Timestamp| {
-            let h = t.as_second().div_euclid(3600);
-            (
-                h,
-                t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H").to_string(),
-            )
-        }),
-        ("daily", policy.daily, &|t: Timestamp| {
-            let d = t.to_zoned(tz.clone()).date();
-            (days(d), d.to_string())
-        }),
-        ("weekly", policy.weekly, &|t: Timestamp| {
-            let d = t.to_zoned(tz.clone()).date();
-            let monday = days(d) - i64::from(d.weekday().to_monday_zero_offset());
-            (
-                monday.div_euclid(7),
-                format!("week of {}", from_days(monday)),
-            )
-        }),
-        ("monthly", policy.monthly, &|t: Timestamp| {
-            let d = t.to_zoned(tz.clone()).date();
-            (
-                i64::from(d.year()) * 12 + i64::from(d.month()) - 1,
-                format!("{:04}-{:02}", d.year(), d.month()),
-            )
-        }),
-    ];
-    for (name, n, key) in periods {
-        if n == 0 {
-            continue;
-        }
-        // The current hour/day/week/month, and the oldest one still counted.
-        let (now_key, _) = key(now);
-        let oldest = now_key - i64::from(n) + 1;
-        let mut seen = HashSet::new();
-        for &i in &order {
-            let t = points[i].taken_at;
-            if t > now {
-                continue;
-            }
-            let (k, label) = key(t);
-            if k < oldest || k > now_key {
-                continue;
-            }
-            if seen.insert(k) {
-                reasons
-                    .entry(i)
-                    .or_default()
-                    .push(format!("{name} {label}"));
-            }
-        }
+    let order = newest_first(points);
+    let mut reasons = always_kept(points, &order, now, in_use);
+    let counts = [policy.hourly, policy.daily, policy.weekly, policy.monthly];
+    for ((name, key), n) in periods(tz).into_iter().zip(counts) {
+        keep_one_per_period(points, &order, now, name, n, &*key, &mut reasons);
     }
     points
         .iter()
@@ -132,6 +65,121 @@ pub fn plan(
             }
         })
         .collect()
+}
+
+/// Indexes of `points`, newest first; ties broken by id for a stable answer.
+fn newest_first(points: &[PointRef]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| {
+        points[b]
+            .taken_at
+            .cmp(&points[a].taken_at)
+            .then_with(|| points[b].id.cmp(&points[a].id))
+    });
+    order
+}
+
+/// The points kept whatever the policy: the newest, those from the future
+/// (a clock that jumped back), those a running restore reads.
+fn always_kept(
+    points: &[PointRef],
+    order: &[usize],
+    now: Timestamp,
+    in_use: &HashSet<String>,
+) -> BTreeMap<usize, Vec<String>> {
+    let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    if let Some(&newest) = order.first() {
+        reasons.entry(newest).or_default().push("newest".into());
+    }
+    for &i in order {
+        if points[i].taken_at > now {
+            reasons.entry(i).or_default().push("from the future".into());
+        }
+        if in_use.contains(&points[i].id) {
+            reasons.entry(i).or_default().push("in use".into());
+        }
+    }
+    reasons
+}
+
+/// The periods of the policy, each with the key of the period a time falls
+/// in (numbered so that consecutive periods differ by one) and its label.
+fn periods(tz: &TimeZone) -> [(&'static str, Box<PeriodKey<'_>>); 4] {
+    [
+        (
+            "hourly",
+            Box::new(move |t: Timestamp| {
+                let h = t.as_second().div_euclid(3600);
+                (
+                    h,
+                    t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H").to_string(),
+                )
+            }),
+        ),
+        (
+            "daily",
+            Box::new(move |t: Timestamp| {
+                let d = t.to_zoned(tz.clone()).date();
+                (days(d), d.to_string())
+            }),
+        ),
+        (
+            "weekly",
+            Box::new(move |t: Timestamp| {
+                let d = t.to_zoned(tz.clone()).date();
+                let monday = days(d) - i64::from(d.weekday().to_monday_zero_offset());
+                (
+                    monday.div_euclid(7),
+                    format!("week of {}", from_days(monday)),
+                )
+            }),
+        ),
+        (
+            "monthly",
+            Box::new(move |t: Timestamp| {
+                let d = t.to_zoned(tz.clone()).date();
+                (
+                    i64::from(d.year()) * 12 + i64::from(d.month()) - 1,
+                    format!("{:04}-{:02}", d.year(), d.month()),
+                )
+            }),
+        ),
+    ]
+}
+
+/// Keeps the newest point of each of the last `n` periods (the current one
+/// included), with the reason `"{name} {label}"`.
+fn keep_one_per_period(
+    points: &[PointRef],
+    order: &[usize],
+    now: Timestamp,
+    name: &str,
+    n: u32,
+    key: &PeriodKey<'_>,
+    reasons: &mut BTreeMap<usize, Vec<String>>,
+) {
+    if n == 0 {
+        return;
+    }
+    let (now_key, _) = key(now);
+    let oldest = now_key - i64::from(n) + 1;
+    let mut seen = HashSet::new();
+    for &i in order {
+        let t = points[i].taken_at;
+        if t > now {
+            continue;
+        }
+        let (k, label) = key(t);
+        if k < oldest || k > now_key {
+            continue;
+        }
+        if seen.insert(k) {
+            reasons
+                .entry(i)
+                .or_default()
+                .push(format!("{name} {label}"));
+        }
+    }
 }
 
 fn days(d: Date) -> i64 {

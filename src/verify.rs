@@ -156,9 +156,26 @@ fn read_all_data(
     bad: &mut HashSet<BlobId>,
     report: &mut VerifyReport,
 ) -> Result<(), RepoError> {
+    let indexed = read_indexed_blobs(store, bad, report)?;
+    for (pack_id, path) in store.packs()? {
+        scan_pack(store, pack_id, &path, indexed.get(&pack_id), report)?;
+    }
+    Ok(())
+}
+
+/// Where the index says each blob lies, by pack and offset.
+type IndexedBlobs = HashMap<PackId, HashMap<u64, (BlobId, BlobLocation)>>;
+
+/// Reads every blob through its indexed location, pack by pack in offset
+/// order; notes the damaged ones in `bad`.
+fn read_indexed_blobs(
+    store: &Repository,
+    bad: &mut HashSet<BlobId>,
+    report: &mut VerifyReport,
+) -> Result<IndexedBlobs, RepoError> {
     let mut located = store.index().blobs()?;
     located.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
-    let mut indexed: HashMap<PackId, HashMap<u64, (BlobId, BlobLocation)>> = HashMap::new();
+    let mut indexed: IndexedBlobs = HashMap::new();
     let mut open: Option<(PackId, std::path::PathBuf, std::io::Result<File>)> = None;
     for (id, loc) in &located {
         indexed
@@ -186,51 +203,57 @@ fn read_all_data(
             report.bad_blobs.push(err.to_string());
         }
     }
-    drop(open);
-    for (pack_id, path) in store.packs()? {
-        let entries = match pack::scan(&path, pack_id) {
-            Ok(entries) => entries,
-            Err(e) => {
-                report.bad_blobs.push(e.to_string());
+    Ok(indexed)
+}
+
+/// Scans one pack front to back: a torn tail, an entry header that
+/// disagrees with the index, and every blob the index does not know (read
+/// and verified too) are reported.
+fn scan_pack(
+    store: &Repository,
+    pack_id: PackId,
+    path: &std::path::Path,
+    known: Option<&HashMap<u64, (BlobId, BlobLocation)>>,
+    report: &mut VerifyReport,
+) -> Result<(), RepoError> {
+    let entries = match pack::scan(path, pack_id) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.bad_blobs.push(e.to_string());
+            return Ok(());
+        }
+    };
+    let end = entries.last().map_or(pack::FILE_MAGIC.len() as u64, |e| {
+        e.location.offset + pack::ENTRY_HEADER + e.location.stored_len
+    });
+    let len = std::fs::metadata(path)
+        .map_err(|e| StoreError::io(path, e))?
+        .len();
+    if end != len {
+        report.bad_blobs.push(format!(
+            "pack {} is damaged: no readable entry at offset {end} of {len}",
+            path.display()
+        ));
+    }
+    for e in entries {
+        match known.and_then(|k| k.get(&e.location.offset)) {
+            // Read already, through the index.
+            Some(&(id, loc)) if id == e.id && loc == e.location => continue,
+            // The blob may still read well through the index, but a
+            // rebuild from this header would not find it.
+            Some(_) => {
+                report.bad_blobs.push(format!(
+                    "pack {} is damaged: the entry header at offset {} disagrees with the index",
+                    path.display(),
+                    e.location.offset
+                ));
                 continue;
             }
-        };
-        let end = entries.last().map_or(pack::FILE_MAGIC.len() as u64, |e| {
-            e.location.offset + pack::ENTRY_HEADER + e.location.stored_len
-        });
-        let len = std::fs::metadata(&path)
-            .map_err(|e| StoreError::Io {
-                path: path.clone(),
-                source: e,
-            })?
-            .len();
-        if end != len {
-            report.bad_blobs.push(format!(
-                "pack {} is damaged: no readable entry at offset {end} of {len}",
-                path.display()
-            ));
+            None => {}
         }
-        let known = indexed.get(&pack_id);
-        for e in entries {
-            match known.and_then(|k| k.get(&e.location.offset)) {
-                // Read above, through the index.
-                Some(&(id, loc)) if id == e.id && loc == e.location => continue,
-                // The blob may still read well through the index, but a
-                // rebuild from this header would not find it.
-                Some(_) => {
-                    report.bad_blobs.push(format!(
-                        "pack {} is damaged: the entry header at offset {} disagrees with the index",
-                        path.display(),
-                        e.location.offset
-                    ));
-                    continue;
-                }
-                None => {}
-            }
-            count_read(report, &e.location);
-            if let Err(err) = store.read_at(&e.id, &e.location) {
-                report.bad_blobs.push(err.to_string());
-            }
+        count_read(report, &e.location);
+        if let Err(err) = store.read_at(&e.id, &e.location) {
+            report.bad_blobs.push(err.to_string());
         }
     }
     Ok(())
@@ -250,96 +273,139 @@ fn check_generation(
     packs_present: &mut BTreeMap<crate::store::PackId, bool>,
     problems: &mut Vec<String>,
 ) {
-    let mut read_manifest =
-        |id: &BlobId, what: &str, problems: &mut Vec<String>| -> Option<Vec<u8>> {
-            referenced.insert(*id);
-            match store.get(id) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    problems.push(format!("{what}: {e}"));
-                    None
-                }
-            }
-        };
-    let Some(root_bytes) = read_manifest(root, "root manifest", problems) else {
+    let mut walk = Walk {
+        store,
+        index,
+        bad,
+        referenced,
+        packs_present,
+        problems,
+    };
+    let Some(root) =
+        walk.manifest::<RootManifest>(root, "root manifest", |id| format!("root manifest {id}"))
+    else {
         return;
     };
-    let root: RootManifest = match manifest::decode(&root_bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            problems.push(format!("root manifest {root}: {e}"));
-            return;
-        }
-    };
-    let mut messages = Vec::new();
+    let mut blobs = Vec::new();
     for f in &root.folders {
-        let Some(b) = read_manifest(&f.manifest, &format!("folder {:?}", f.name), problems) else {
-            continue;
-        };
-        let folder: FolderManifest = match manifest::decode(&b) {
-            Ok(m) => m,
+        blobs.extend(walk.folder_blobs(f));
+    }
+    for c in &root.collections {
+        blobs.extend(walk.collection_blobs(c));
+    }
+    for (what, blob) in blobs {
+        walk.check_blob(&what, blob);
+    }
+}
+
+/// One point's walk through its manifests, noting every blob it references
+/// and every problem (as `what: why`).
+struct Walk<'a> {
+    store: &'a Repository,
+    index: &'a Index,
+    bad: &'a HashSet<BlobId>,
+    referenced: &'a mut HashSet<BlobId>,
+    packs_present: &'a mut BTreeMap<crate::store::PackId, bool>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Walk<'_> {
+    /// Reads and decodes a manifest blob; `None` (with the problem noted)
+    /// when it cannot be read (`what`) or decoded (`decoded(id)`).
+    fn manifest<T: serde::de::DeserializeOwned>(
+        &mut self,
+        id: &BlobId,
+        what: &str,
+        decoded: impl FnOnce(&BlobId) -> String,
+    ) -> Option<T> {
+        self.referenced.insert(*id);
+        let bytes = match self.store.get(id) {
+            Ok(b) => b,
             Err(e) => {
-                problems.push(format!("folder {:?}: {e}", f.name));
-                continue;
+                self.problems.push(format!("{what}: {e}"));
+                return None;
             }
         };
-        for g in &folder.groups {
-            let Some(b) = read_manifest(g, &format!("folder {:?} chunk group", f.name), problems)
+        match manifest::decode(&bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.problems.push(format!("{}: {e}", decoded(id)));
+                None
+            }
+        }
+    }
+
+    /// The message blobs of a folder, each with its label.
+    fn folder_blobs(&mut self, f: &crate::manifest::FolderRef) -> Vec<(String, BlobId)> {
+        let name = &f.name;
+        let folder = format!("folder {name:?}");
+        let Some(m) = self.manifest::<FolderManifest>(&f.manifest, &folder, |_| folder.clone())
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for g in &m.groups {
+            let what = format!("folder {name:?} chunk group");
+            let Some(group) = self.manifest::<ChunkGroup>(g, &what, |id| format!("{what} {id}"))
             else {
                 continue;
             };
-            let group: ChunkGroup = match manifest::decode(&b) {
-                Ok(group) => group,
-                Err(e) => {
-                    problems.push(format!("folder {:?} chunk group {g}: {e}", f.name));
-                    continue;
-                }
-            };
             for c in &group.chunks {
-                let Some(b) = read_manifest(c, &format!("folder {:?} chunk", f.name), problems)
-                else {
-                    continue;
-                };
-                match manifest::decode::<MessageChunk>(&b) {
-                    Ok(chunk) => messages.extend(
+                let what = format!("folder {name:?} chunk");
+                if let Some(chunk) =
+                    self.manifest::<MessageChunk>(c, &what, |id| format!("{what} {id}"))
+                {
+                    out.extend(
                         chunk
                             .messages
                             .into_iter()
-                            .map(|m| (format!("folder {:?} UID {}", f.name, m.uid), m.blob)),
-                    ),
-                    Err(e) => problems.push(format!("folder {:?} chunk {c}: {e}", f.name)),
+                            .map(|m| (format!("folder {name:?} UID {}", m.uid), m.blob)),
+                    );
                 }
             }
         }
+        out
     }
-    for c in &root.collections {
-        let Some(b) = read_manifest(c, "collection manifest", problems) else {
-            continue;
+
+    /// The item blobs of a collection, each with its label.
+    fn collection_blobs(&mut self, c: &BlobId) -> Vec<(String, BlobId)> {
+        let what = "collection manifest";
+        let Some(col) = self.manifest::<CollectionManifest>(c, what, |id| format!("{what} {id}"))
+        else {
+            return Vec::new();
         };
-        match manifest::decode::<CollectionManifest>(&b) {
-            Ok(col) => messages.extend(col.items.into_iter().map(|i| {
-                let label = format!("collection {:?} item {:?}", col.href, i.name);
-                (label, i.blob)
-            })),
-            Err(e) => problems.push(format!("collection manifest {c}: {e}")),
-        }
+        col.items
+            .into_iter()
+            .map(|i| {
+                (
+                    format!("collection {:?} item {:?}", col.href, i.name),
+                    i.blob,
+                )
+            })
+            .collect()
     }
-    for (what, blob) in messages {
-        referenced.insert(blob);
-        let present = match index.blob(&blob) {
-            Ok(Some(loc)) => *packs_present
+
+    /// Notes a referenced blob that is missing or damaged.
+    fn check_blob(&mut self, what: &str, blob: BlobId) {
+        self.referenced.insert(blob);
+        let root = self.store.root();
+        let present = match self.index.blob(&blob) {
+            Ok(Some(loc)) => *self
+                .packs_present
                 .entry(loc.pack)
-                .or_insert_with(|| loc.pack.path(store.root()).exists()),
+                .or_insert_with(|| loc.pack.path(root).exists()),
             Ok(None) => false,
             Err(e) => {
-                problems.push(format!("index: {e}"));
+                self.problems.push(format!("index: {e}"));
                 false
             }
         };
         if !present {
-            problems.push(format!("{what}: blob {blob} is missing"));
-        } else if bad.contains(&blob) {
-            problems.push(format!("{what}: blob {blob} is damaged"));
+            self.problems
+                .push(format!("{what}: blob {blob} is missing"));
+        } else if self.bad.contains(&blob) {
+            self.problems
+                .push(format!("{what}: blob {blob} is damaged"));
         }
     }
 }

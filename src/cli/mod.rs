@@ -216,42 +216,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             output::health(&v, json);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Points { user, date } => {
-            let mut path = format!("/v1/users/{}/points", percent_encode(user));
-            if let Some(d) = date {
-                path.push_str(&format!("?date={}", percent_encode(d)));
-            }
-            let v = client(&cli)?.get(&path).await?;
-            output::points(&v, json);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Snapshot { users, all, wait } => {
-            let api = client(&cli)?;
-            let mut jobs = Vec::new();
-            if *all {
-                let v = api
-                    .post("/v1/snapshots", &serde_json::json!({"all": true}))
-                    .await?;
-                jobs.extend(v["jobs"].as_array().cloned().unwrap_or_default());
-            } else {
-                for user in users {
-                    let v = api
-                        .post("/v1/snapshots", &serde_json::json!({"user": user}))
-                        .await?;
-                    jobs.extend(v["jobs"].as_array().cloned().unwrap_or_default());
-                }
-            }
-            if *wait {
-                jobs = wait_for_jobs(&api, jobs, json).await?;
-            }
-            output::jobs(&serde_json::json!({"jobs": jobs}), json);
-            let failed = jobs.iter().any(|j| j["state"] == "failed");
-            Ok(if failed {
-                ExitCode::from(EXIT_FAILED)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Points { user, date } => points(&cli, user, date.as_deref()).await,
+        Command::Snapshot { users, all, wait } => snapshot(&cli, users, *all, *wait).await,
         Command::Restore {
             user,
             point,
@@ -259,55 +225,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             requested_by,
             wait,
         } => {
-            let api = client(&cli)?;
             let mut body = serde_json::json!({"user": user, "point": point, "scope": scope});
             if let Some(r) = requested_by {
                 body["requested_by"] = serde_json::json!(r);
             }
-            let job = api.post("/v1/restores", &body).await?;
-            let job = if *wait {
-                progress::follow(&api, job, json).await?
-            } else {
-                job
-            };
-            output::job(&job, json);
-            Ok(job_exit_code(&job))
+            restore(&cli, body, *wait).await
         }
-        Command::Prune { dry_run } => {
-            let api = client(&cli)?;
-            let report = match api
-                .post("/v1/prune", &serde_json::json!({"dry_run": dry_run}))
-                .await
-            {
-                Ok(v) => v,
-                Err(ClientError::Unreachable { .. }) => {
-                    let config = load_config(&cli, Secrets::Skip)?;
-                    offline::prune(&config, *dry_run)?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            output::prune(&report, json);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Prune { dry_run } => prune(&cli, *dry_run).await,
         Command::Verify { read_data, repair } => {
             let config = load_config(&cli, Secrets::Skip)?;
             offline::verify(&config, *read_data, *repair, json)
         }
         Command::Jobs { user, kind, state } => {
-            let mut query = Vec::new();
-            for (k, v) in [("user", user), ("kind", kind), ("state", state)] {
-                if let Some(v) = v {
-                    query.push(format!("{k}={}", percent_encode(v)));
-                }
-            }
-            let path = if query.is_empty() {
-                "/v1/jobs".to_string()
-            } else {
-                format!("/v1/jobs?{}", query.join("&"))
-            };
-            let v = client(&cli)?.get(&path).await?;
-            output::jobs(&v, json);
-            Ok(ExitCode::SUCCESS)
+            jobs(&cli, [("user", user), ("kind", kind), ("state", state)]).await
         }
         Command::Job { id } => {
             let v = client(&cli)?
@@ -333,6 +263,92 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `points USER [--date D]`.
+async fn points(cli: &Cli, user: &str, date: Option<&str>) -> Result<ExitCode, Failure> {
+    let mut path = format!("/v1/users/{}/points", percent_encode(user));
+    if let Some(d) = date {
+        path.push_str(&format!("?date={}", percent_encode(d)));
+    }
+    let v = client(cli)?.get(&path).await?;
+    output::points(&v, cli.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `snapshot USER… | --all [--wait]`: exit 1 when a job failed.
+async fn snapshot(cli: &Cli, users: &[String], all: bool, wait: bool) -> Result<ExitCode, Failure> {
+    let api = client(cli)?;
+    let bodies: Vec<serde_json::Value> = if all {
+        vec![serde_json::json!({"all": true})]
+    } else {
+        users
+            .iter()
+            .map(|u| serde_json::json!({"user": u}))
+            .collect()
+    };
+    let mut jobs = Vec::new();
+    for body in bodies {
+        let v = api.post("/v1/snapshots", &body).await?;
+        jobs.extend(v["jobs"].as_array().cloned().unwrap_or_default());
+    }
+    if wait {
+        jobs = wait_for_jobs(&api, jobs, cli.json).await?;
+    }
+    output::jobs(&serde_json::json!({"jobs": jobs}), cli.json);
+    let failed = jobs.iter().any(|j| j["state"] == "failed");
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `restore …`: posts `body`, follows the job with `--wait`.
+async fn restore(cli: &Cli, body: serde_json::Value, wait: bool) -> Result<ExitCode, Failure> {
+    let api = client(cli)?;
+    let job = api.post("/v1/restores", &body).await?;
+    let job = if wait {
+        progress::follow(&api, job, cli.json).await?
+    } else {
+        job
+    };
+    output::job(&job, cli.json);
+    Ok(job_exit_code(&job))
+}
+
+/// `prune [--dry-run]`: through the daemon, or offline when none runs.
+async fn prune(cli: &Cli, dry_run: bool) -> Result<ExitCode, Failure> {
+    let api = client(cli)?;
+    let report = match api
+        .post("/v1/prune", &serde_json::json!({"dry_run": dry_run}))
+        .await
+    {
+        Ok(v) => v,
+        Err(ClientError::Unreachable { .. }) => {
+            let config = load_config(cli, Secrets::Skip)?;
+            offline::prune(&config, dry_run)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    output::prune(&report, cli.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs [--user U] [--kind K] [--state S]`.
+async fn jobs(cli: &Cli, filters: [(&str, &Option<String>); 3]) -> Result<ExitCode, Failure> {
+    let query: Vec<String> = filters
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v))))
+        .collect();
+    let path = if query.is_empty() {
+        "/v1/jobs".to_string()
+    } else {
+        format!("/v1/jobs?{}", query.join("&"))
+    };
+    let v = client(cli)?.get(&path).await?;
+    output::jobs(&v, cli.json);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Polls jobs until each has ended; shows progress on stderr unless `quiet`.

@@ -175,132 +175,153 @@ fn mb(bytes: u64) -> String {
 
 /// Subject and body in the configured language.
 pub fn text(r: &RestoreReport, language: Language, tz: &TimeZone) -> (String, String) {
-    let taken = when(r.point_taken_at, tz);
+    let w = words(language);
     let folder = r.folder.clone().unwrap_or_else(|| "-".into());
+    let subject = match &r.outcome {
+        Outcome::Succeeded => w.subject_succeeded.replace("{folder}", &folder),
+        Outcome::Failed { .. } => w.subject_failed.to_string(),
+        Outcome::Cancelled => w.subject_cancelled.to_string(),
+    }
+    .replace("{user}", &r.user);
+    (subject, body(r, w, &folder, tz))
+}
+
+/// The body of the mail, in the language of `w`.
+fn body(r: &RestoreReport, w: &Words, folder: &str, tz: &TimeZone) -> String {
+    let taken = when(r.point_taken_at, tz);
     let minutes = r.duration.as_secs().div_ceil(60).max(1);
-    let mut body = String::new();
-    let subject = match (language, &r.outcome) {
-        (Language::En, Outcome::Succeeded) => format!("Restore of {} completed: {folder}", r.user),
-        (Language::En, Outcome::Failed { .. }) => format!("Restore of {} failed", r.user),
-        (Language::En, Outcome::Cancelled) => format!("Restore of {} cancelled", r.user),
-        (Language::Fr, Outcome::Succeeded) => {
-            format!("Restauration de {} terminée : {folder}", r.user)
-        }
-        (Language::Fr, Outcome::Failed { .. }) => format!("Échec de la restauration de {}", r.user),
-        (Language::Fr, Outcome::Cancelled) => format!("Restauration de {} annulée", r.user),
-    };
-    let scope_en = if r.scope == "inbox" {
-        "the INBOX only"
+    let scope = if r.scope == "inbox" {
+        w.scope_inbox
     } else {
-        "all folders, calendars and contacts"
+        w.scope_all
     };
-    let scope_fr = if r.scope == "inbox" {
-        "l'INBOX uniquement"
-    } else {
-        "tous les dossiers (calendriers et contacts compris)"
-    };
-    match language {
-        Language::En => {
-            body.push_str(&format!("Hello,\n\nThe restore of the mailbox {} ", r.user));
-            body.push_str(match &r.outcome {
-                Outcome::Succeeded => "is complete.\n\n",
-                Outcome::Failed { .. } => "did not complete.\n\n",
-                Outcome::Cancelled => "was cancelled by an administrator.\n\n",
-            });
-            body.push_str(&format!("Restore point: {taken} ({})\n", r.point));
-            body.push_str(&format!("Restored: {scope_en}\n"));
-            body.push_str(&format!("Folder: {folder}\n"));
-            for c in &r.calendars {
-                body.push_str(&format!("Calendar: {c}\n"));
-            }
-            for a in &r.addressbooks {
-                body.push_str(&format!("Address book: {a}\n"));
-            }
-            body.push_str(&format!(
-                "Messages: {} of {} ({})\n",
-                r.messages,
-                r.messages_total,
-                mb(r.bytes)
-            ));
-            if r.items > 0 {
-                body.push_str(&format!("Calendar and contact items: {}\n", r.items));
-            }
-            body.push_str(&format!("Duration: about {minutes} min\n"));
-            if let Some(who) = &r.requested_by {
-                body.push_str(&format!("Requested by: {who}\n"));
-            }
-            if let Outcome::Failed { code, message } = &r.outcome {
-                body.push_str(&format!("\nWhy: {message} ({code})\n"));
-                body.push_str("What was restored before the failure is kept in the folder above; nothing else was changed. The restore can be started again once the cause is fixed.\n");
-            }
-            if !r.warnings.is_empty() {
-                body.push_str(&format!(
-                    "\n{} item(s) could not be restored:\n",
-                    r.warnings.len()
-                ));
-                for w in r.warnings.iter().take(20) {
-                    body.push_str(&format!("- {w}\n"));
-                }
-            }
-            if r.outcome == Outcome::Succeeded {
-                body.push_str("\nThe restored data is in a new folder next to your current mail; nothing you have today was changed. In webmail it is visible at once. In Outlook, Thunderbird or a phone, the folder is already subscribed: refresh the folder list if it does not show.\n");
-            }
-        }
-        Language::Fr => {
-            body.push_str(&format!(
-                "Bonjour,\n\nLa restauration de la boîte {} ",
-                r.user
-            ));
-            body.push_str(match &r.outcome {
-                Outcome::Succeeded => "est terminée.\n\n",
-                Outcome::Failed { .. } => "n'a pas pu aboutir.\n\n",
-                Outcome::Cancelled => "a été annulée par un administrateur.\n\n",
-            });
-            body.push_str(&format!("Point de restauration : {taken} ({})\n", r.point));
-            body.push_str(&format!("Restauré : {scope_fr}\n"));
-            body.push_str(&format!("Dossier : {folder}\n"));
-            for c in &r.calendars {
-                body.push_str(&format!("Calendrier : {c}\n"));
-            }
-            for a in &r.addressbooks {
-                body.push_str(&format!("Carnet d'adresses : {a}\n"));
-            }
-            body.push_str(&format!(
-                "Messages : {} sur {} ({})\n",
-                r.messages,
-                r.messages_total,
-                mb(r.bytes)
-            ));
-            if r.items > 0 {
-                body.push_str(&format!(
-                    "Éléments de calendrier et contacts : {}\n",
-                    r.items
-                ));
-            }
-            body.push_str(&format!("Durée : environ {minutes} min\n"));
-            if let Some(who) = &r.requested_by {
-                body.push_str(&format!("Demandée par : {who}\n"));
-            }
-            if let Outcome::Failed { code, message } = &r.outcome {
-                body.push_str(&format!("\nCause : {message} ({code})\n"));
-                body.push_str("Ce qui a été restauré avant l'erreur est conservé dans le dossier ci-dessus ; rien d'autre n'a été modifié. La restauration peut être relancée une fois la cause corrigée.\n");
-            }
-            if !r.warnings.is_empty() {
-                body.push_str(&format!(
-                    "\n{} élément(s) n'ont pas pu être restaurés :\n",
-                    r.warnings.len()
-                ));
-                for w in r.warnings.iter().take(20) {
-                    body.push_str(&format!("- {w}\n"));
-                }
-            }
-            if r.outcome == Outcome::Succeeded {
-                body.push_str("\nLes données restaurées se trouvent dans un nouveau sous-dossier, à côté de vos messages actuels ; rien de ce que vous avez aujourd'hui n'a été modifié. Le dossier est visible dans le webmail ; il est déjà abonné pour Outlook, Thunderbird et les autres clients de messagerie : actualisez la liste des dossiers s'il n'apparaît pas.\n");
-            }
+    let mut body = w.opening.replace("{user}", &r.user);
+    body.push_str(match &r.outcome {
+        Outcome::Succeeded => w.succeeded,
+        Outcome::Failed { .. } => w.failed,
+        Outcome::Cancelled => w.cancelled,
+    });
+    body.push_str(&format!("{}{taken} ({})\n", w.point, r.point));
+    body.push_str(&format!("{}{scope}\n", w.restored));
+    body.push_str(&format!("{}{folder}\n", w.folder));
+    for c in &r.calendars {
+        body.push_str(&format!("{}{c}\n", w.calendar));
+    }
+    for a in &r.addressbooks {
+        body.push_str(&format!("{}{a}\n", w.addressbook));
+    }
+    let (done, total, size) = (r.messages, r.messages_total, mb(r.bytes));
+    body.push_str(&format!("{}{done} {} {total} ({size})\n", w.messages, w.of));
+    if r.items > 0 {
+        body.push_str(&format!("{}{}\n", w.items, r.items));
+    }
+    body.push_str(&w.duration.replace("{minutes}", &minutes.to_string()));
+    if let Some(who) = &r.requested_by {
+        body.push_str(&format!("{}{who}\n", w.requested_by));
+    }
+    if let Outcome::Failed { code, message } = &r.outcome {
+        body.push_str(&format!("{}{message} ({code})\n", w.why));
+        body.push_str(w.kept);
+    }
+    if !r.warnings.is_empty() {
+        body.push_str(&w.warnings.replace("{n}", &r.warnings.len().to_string()));
+        for warning in r.warnings.iter().take(20) {
+            body.push_str(&format!("- {warning}\n"));
         }
     }
-    (subject, body)
+    if r.outcome == Outcome::Succeeded {
+        body.push_str(w.where_it_is);
+    }
+    body
 }
+
+/// The sentences of the notification in one language. `{user}`,
+/// `{folder}`, `{minutes}` and `{n}` are filled in; labels carry their own
+/// punctuation (French puts a space before a colon).
+struct Words {
+    subject_succeeded: &'static str,
+    subject_failed: &'static str,
+    subject_cancelled: &'static str,
+    opening: &'static str,
+    succeeded: &'static str,
+    failed: &'static str,
+    cancelled: &'static str,
+    point: &'static str,
+    restored: &'static str,
+    scope_inbox: &'static str,
+    scope_all: &'static str,
+    folder: &'static str,
+    calendar: &'static str,
+    addressbook: &'static str,
+    messages: &'static str,
+    of: &'static str,
+    items: &'static str,
+    duration: &'static str,
+    requested_by: &'static str,
+    why: &'static str,
+    kept: &'static str,
+    warnings: &'static str,
+    where_it_is: &'static str,
+}
+
+fn words(language: Language) -> &'static Words {
+    match language {
+        Language::En => &EN,
+        Language::Fr => &FR,
+    }
+}
+
+const EN: Words = Words {
+    subject_succeeded: "Restore of {user} completed: {folder}",
+    subject_failed: "Restore of {user} failed",
+    subject_cancelled: "Restore of {user} cancelled",
+    opening: "Hello,\n\nThe restore of the mailbox {user} ",
+    succeeded: "is complete.\n\n",
+    failed: "did not complete.\n\n",
+    cancelled: "was cancelled by an administrator.\n\n",
+    point: "Restore point: ",
+    restored: "Restored: ",
+    scope_inbox: "the INBOX only",
+    scope_all: "all folders, calendars and contacts",
+    folder: "Folder: ",
+    calendar: "Calendar: ",
+    addressbook: "Address book: ",
+    messages: "Messages: ",
+    of: "of",
+    items: "Calendar and contact items: ",
+    duration: "Duration: about {minutes} min\n",
+    requested_by: "Requested by: ",
+    why: "\nWhy: ",
+    kept: "What was restored before the failure is kept in the folder above; nothing else was changed. The restore can be started again once the cause is fixed.\n",
+    warnings: "\n{n} item(s) could not be restored:\n",
+    where_it_is: "\nThe restored data is in a new folder next to your current mail; nothing you have today was changed. In webmail it is visible at once. In Outlook, Thunderbird or a phone, the folder is already subscribed: refresh the folder list if it does not show.\n",
+};
+
+const FR: Words = Words {
+    subject_succeeded: "Restauration de {user} terminée : {folder}",
+    subject_failed: "Échec de la restauration de {user}",
+    subject_cancelled: "Restauration de {user} annulée",
+    opening: "Bonjour,\n\nLa restauration de la boîte {user} ",
+    succeeded: "est terminée.\n\n",
+    failed: "n'a pas pu aboutir.\n\n",
+    cancelled: "a été annulée par un administrateur.\n\n",
+    point: "Point de restauration : ",
+    restored: "Restauré : ",
+    scope_inbox: "l'INBOX uniquement",
+    scope_all: "tous les dossiers (calendriers et contacts compris)",
+    folder: "Dossier : ",
+    calendar: "Calendrier : ",
+    addressbook: "Carnet d'adresses : ",
+    messages: "Messages : ",
+    of: "sur",
+    items: "Éléments de calendrier et contacts : ",
+    duration: "Durée : environ {minutes} min\n",
+    requested_by: "Demandée par : ",
+    why: "\nCause : ",
+    kept: "Ce qui a été restauré avant l'erreur est conservé dans le dossier ci-dessus ; rien d'autre n'a été modifié. La restauration peut être relancée une fois la cause corrigée.\n",
+    warnings: "\n{n} élément(s) n'ont pas pu être restaurés :\n",
+    where_it_is: "\nLes données restaurées se trouvent dans un nouveau sous-dossier, à côté de vos messages actuels ; rien de ce que vous avez aujourd'hui n'a été modifié. Le dossier est visible dans le webmail ; il est déjà abonné pour Outlook, Thunderbird et les autres clients de messagerie : actualisez la liste des dossiers s'il n'apparaît pas.\n",
+};
 
 /// Sends a message through the configured relay.
 pub async fn send(smtp: &SmtpConfig, message: Message) -> Result<(), NotifyError> {
