@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jiff::tz::TimeZone;
+use crate::time::TimeZone;
 
 use crate::secret::{Secret, read_secret_file};
 
@@ -523,11 +523,10 @@ fn parse_restore(s: &mut Section) -> Option<RestoreConfig> {
     let folder_template = s
         .string("folder_template")
         .unwrap_or_else(|| "INBOX_%Y_%m_%d_%H%M".into());
-    let sample = jiff::civil::date(2026, 11, 26)
-        .at(14, 5, 0, 0)
-        .to_zoned(TimeZone::UTC)
+    let sample = crate::time::Template::parse(&folder_template)
         .ok()
-        .and_then(|z| jiff::fmt::strtime::format(&folder_template, &z).ok());
+        .zip(crate::time::from_second(1_795_701_900))
+        .map(|(t, at)| t.format(&at.with_timezone(&crate::time::UTC)));
     match sample {
         None => s.problem(
             "folder_template",
@@ -737,10 +736,10 @@ impl<'a> Section<'a> {
 
     fn timezone(&mut self, key: &str) -> Option<TimeZone> {
         match self.string(key) {
-            None => Some(TimeZone::system()),
-            Some(name) => match TimeZone::get(&name) {
-                Ok(tz) => Some(tz),
-                Err(_) => {
+            None => Some(crate::time::system_zone()),
+            Some(name) => match crate::time::zone(&name) {
+                Some(tz) => Some(tz),
+                None => {
                     self.problem(
                         key,
                         format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")"),
@@ -955,7 +954,7 @@ monthly = 12
 folder_template = "INBOX_%Y_%m_%d_%H%M"
 "#;
         let c = Config::parse(text, Secrets::Skip).unwrap();
-        assert_eq!(c.timezone.iana_name(), Some("Europe/Paris"));
+        assert_eq!(c.timezone.name(), "Europe/Paris");
         assert_eq!(c.dav.unwrap().url, "http://127.0.0.1:5232");
         assert_eq!(c.smtp.unwrap().from, "restore@example.net");
         assert_eq!(c.schedule.users, vec!["alice@example.org"]);

@@ -26,4 +26,5 @@ pub mod secret;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod verify;

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use jiff::Timestamp;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::store::BlobId;
@@ -35,7 +35,7 @@ pub struct GenerationId(String);
 impl GenerationId {
     /// The id for a point taken at `t` (`n` > 1 distinguishes same-second points).
     pub fn new(t: Timestamp, n: u32) -> GenerationId {
-        let base = t.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let base = t.format("%Y%m%dT%H%M%SZ").to_string();
         if n <= 1 {
             GenerationId(base)
         } else {
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn a_root_of_an_unknown_format_does_not_decode() {
-        let t = Timestamp::from_second(1_764_165_900).unwrap();
+        let t = crate::time::from_second(1_764_165_900).unwrap();
         let root = RootManifest {
             format: MANIFEST_FORMAT,
             id: GenerationId::new(t, 1),
@@ -488,11 +488,11 @@ mod tests {
 
     #[test]
     fn generation_ids_sort_by_time_and_parse() {
-        let t = Timestamp::from_second(1_764_165_900).unwrap();
+        let t = crate::time::from_second(1_764_165_900).unwrap();
         let id = GenerationId::new(t, 1);
         assert_eq!(id.as_str(), "20251126T140500Z");
         assert_eq!(GenerationId::new(t, 2).as_str(), "20251126T140500Z-2");
-        assert!(GenerationId::new(t + jiff::SignedDuration::from_secs(1), 1) > id);
+        assert!(GenerationId::new(t + crate::time::TimeDelta::seconds(1), 1) > id);
         assert_eq!(id.as_str().parse::<GenerationId>().unwrap(), id);
         for bad in ["", "../etc", "20251126T140500Z/x", "x".repeat(30).as_str()] {
             assert!(bad.parse::<GenerationId>().is_err(), "{bad}");

@@ -1,20 +1,19 @@
 //! Choosing restore points for the panel's date picker (pure).
 
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use crate::time::Date;
+use crate::time::TimeZone;
 
 use crate::manifest::Generation;
 
 /// The points taken on `day` (a calendar day in `tz`); when that day has
 /// none, the nearest point before it and the nearest after it. `gens` is
 /// oldest first and so is the answer.
-pub fn on_day(
-    gens: Vec<Generation>,
-    day: Date,
-    tz: &TimeZone,
-) -> Result<Vec<Generation>, jiff::Error> {
-    let start = day.to_zoned(tz.clone())?.timestamp();
-    let end = day.tomorrow()?.to_zoned(tz.clone())?.timestamp();
+pub fn on_day(gens: Vec<Generation>, day: Date, tz: &TimeZone) -> Result<Vec<Generation>, String> {
+    let next = day
+        .succ_opt()
+        .ok_or_else(|| format!("{day} is the last date there is"))?;
+    let start = crate::time::start_of_day(day, tz);
+    let end = crate::time::start_of_day(next, tz);
     let that_day: Vec<Generation> = gens
         .iter()
         .filter(|g| g.taken_at >= start && g.taken_at < end)
@@ -39,7 +38,7 @@ mod tests {
     use super::*;
     use crate::manifest::{CollectionCounts, GenerationId, MailCounts};
     use crate::store::BlobId;
-    use jiff::Timestamp;
+    use crate::time::Timestamp;
 
     fn g(t: &str) -> Generation {
         let taken_at: Timestamp = t.parse().unwrap();
@@ -60,7 +59,7 @@ mod tests {
 
     #[test]
     fn the_day_in_the_daemons_time_zone_or_the_nearest_around_it() {
-        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let paris = crate::time::zone("Europe/Paris").unwrap();
         let gens = vec![
             g("2026-11-24T12:00:00Z"),
             g("2026-11-25T23:30:00Z"), // 26 Nov 00:30 in Paris

@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use jiff::Timestamp;
-use jiff::tz::TimeZone;
+use crate::time::TimeZone;
+use crate::time::Timestamp;
 use tracing::info;
 
 use crate::blob::{BlobId, BlobKind, PackId};

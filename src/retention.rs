@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use jiff::Timestamp;
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use crate::time::TimeZone;
+use crate::time::Timestamp;
+use crate::time::{Date, Datelike as _};
 
 use crate::config::RetentionConfig;
 
@@ -109,25 +109,22 @@ fn periods(tz: &TimeZone) -> [(&'static str, Box<PeriodKey<'_>>); 4] {
         (
             "hourly",
             Box::new(move |t: Timestamp| {
-                let h = t.as_second().div_euclid(3600);
-                (
-                    h,
-                    t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H").to_string(),
-                )
+                let h = t.timestamp().div_euclid(3600);
+                (h, t.with_timezone(tz).format("%Y-%m-%dT%H").to_string())
             }),
         ),
         (
             "daily",
             Box::new(move |t: Timestamp| {
-                let d = t.to_zoned(tz.clone()).date();
+                let d = t.with_timezone(tz).date_naive();
                 (days(d), d.to_string())
             }),
         ),
         (
             "weekly",
             Box::new(move |t: Timestamp| {
-                let d = t.to_zoned(tz.clone()).date();
-                let monday = days(d) - i64::from(d.weekday().to_monday_zero_offset());
+                let d = t.with_timezone(tz).date_naive();
+                let monday = days(d) - i64::from(d.weekday().num_days_from_monday());
                 (
                     monday.div_euclid(7),
                     format!("week of {}", from_days(monday)),
@@ -137,7 +134,7 @@ fn periods(tz: &TimeZone) -> [(&'static str, Box<PeriodKey<'_>>); 4] {
         (
             "monthly",
             Box::new(move |t: Timestamp| {
-                let d = t.to_zoned(tz.clone()).date();
+                let d = t.with_timezone(tz).date_naive();
                 (
                     i64::from(d.year()) * 12 + i64::from(d.month()) - 1,
                     format!("{:04}-{:02}", d.year(), d.month()),
@@ -182,16 +179,16 @@ fn keep_one_per_period(
     }
 }
 
+/// Days since 1970-01-01.
 fn days(d: Date) -> i64 {
-    let epoch = jiff::civil::date(1970, 1, 1);
-    // Days between two valid civil dates always fit.
-    i64::from((d - epoch).get_days())
+    (d - Date::default()).num_days()
 }
 
+/// The date `n` days after 1970-01-01 (that date itself when out of range).
 fn from_days(n: i64) -> Date {
-    jiff::civil::date(1970, 1, 1)
-        .checked_add(jiff::Span::new().days(n))
-        .unwrap_or(jiff::civil::date(1970, 1, 1))
+    Date::default()
+        .checked_add_signed(crate::time::TimeDelta::days(n))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -212,7 +209,7 @@ mod tests {
         times
             .iter()
             .map(|t| PointRef {
-                id: t.strftime("%Y%m%dT%H%M%SZ").to_string(),
+                id: t.format("%Y%m%dT%H%M%SZ").to_string(),
                 taken_at: *t,
             })
             .collect()
@@ -231,7 +228,7 @@ mod tests {
     fn hourly(from: &str, hours: i64) -> Vec<Timestamp> {
         let start: Timestamp = from.parse().unwrap();
         (0..hours)
-            .map(|h| start + jiff::SignedDuration::from_hours(h))
+            .map(|h| start + crate::time::TimeDelta::hours(h))
             .collect()
     }
 
@@ -239,7 +236,7 @@ mod tests {
     /// `UPDATE_GOLDEN=1` to rewrite `fixtures/retention/golden.txt`.
     #[test]
     fn golden_cases() {
-        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let paris = crate::time::zone("Europe/Paris").unwrap();
         let none = HashSet::new();
         let mut out = String::new();
 
@@ -297,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_month_of_hourly_points_thins_to_the_policy() {
-        let utc = TimeZone::UTC;
+        let utc = crate::time::UTC;
         let month = pts(&hourly("2026-10-01T00:00:00Z", 24 * 31));
         let now: Timestamp = "2026-10-31T23:30:00Z".parse().unwrap();
         let d = plan(&policy(24, 14, 8, 12), &month, now, &utc, &HashSet::new());

@@ -78,7 +78,7 @@ impl Scheduler {
                 &store,
                 &config.retention,
                 &config.timezone,
-                jiff::Timestamp::now(),
+                crate::time::now(),
                 &in_use,
                 dry_run,
             )

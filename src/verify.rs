@@ -473,7 +473,7 @@ mod tests {
             .put_kind(&manifest::encode(&folder), BlobKind::Manifest)
             .unwrap()
             .0;
-        let taken_at = jiff::Timestamp::from_second(1_767_225_600).unwrap();
+        let taken_at = crate::time::from_second(1_767_225_600).unwrap();
         let root = RootManifest {
             format: manifest::MANIFEST_FORMAT,
             id: GenerationId::new(taken_at, 1),

@@ -127,8 +127,8 @@ async fn prune_reclaims_deleted_mail_and_every_remaining_point_stays_whole() {
         weekly: 0,
         monthly: 0,
     };
-    let tz = jiff::tz::TimeZone::UTC;
-    let now = jiff::Timestamp::now();
+    let tz = mailrestore::time::UTC;
+    let now = mailrestore::time::now();
     let before = du(&f.state_dir.join("store"));
     let dry =
         mailrestore::prune::prune(&store, &policy, &tz, now, &Default::default(), true).unwrap();

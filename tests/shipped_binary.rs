@@ -32,7 +32,14 @@ fn normal_dependencies_hold_no_test_support() {
         crates.contains(&"mailrestore") && crates.contains(&"tokio"),
         "cargo tree listed no dependencies: {tree}"
     );
-    for test_only in ["mailrestore-sandbox", "tempfile", "ureq", "utf7-imap"] {
+    // jiff: the tests' own time library; the binary has one, chrono.
+    for test_only in [
+        "mailrestore-sandbox",
+        "tempfile",
+        "ureq",
+        "utf7-imap",
+        "jiff",
+    ] {
         assert!(
             !crates.contains(&test_only),
             "{test_only} is a normal dependency of the shipped binary:\n{tree}"

@@ -200,7 +200,7 @@ fn durations(out: &mut String, jobs: &[Job]) {
         let (mut sum, mut count) = (0.0, 0u64);
         for j in jobs.iter().filter(|j| j.kind() == kind) {
             if let (Some(s), Some(e)) = (j.started_at, j.finished_at) {
-                sum += e.duration_since(s).as_secs_f64().max(0.0);
+                sum += e.signed_duration_since(s).as_seconds_f64().max(0.0);
                 count += 1;
             }
         }
@@ -220,7 +220,7 @@ fn durations(out: &mut String, jobs: &[Job]) {
 mod tests {
     use super::*;
     use crate::jobs::{JobId, JobSpec, RestoreSpec, Scope};
-    use jiff::Timestamp;
+    use crate::time::Timestamp;
 
     fn job(id: u64, kind: JobKind, state: JobState, secs: Option<(i64, i64)>) -> Job {
         let spec = match kind {
@@ -239,8 +239,8 @@ mod tests {
         );
         j.state = state;
         if let Some((start, end)) = secs {
-            j.started_at = Some(Timestamp::from_second(start).unwrap());
-            j.finished_at = Some(Timestamp::from_second(end).unwrap());
+            j.started_at = Some(crate::time::from_second(start).unwrap());
+            j.finished_at = Some(crate::time::from_second(end).unwrap());
         }
         j
     }

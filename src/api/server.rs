@@ -630,7 +630,7 @@ async fn list_points(
     for (key, value) in &params {
         match key.as_str() {
             "date" => {
-                date = Some(value.parse::<jiff::civil::Date>().map_err(|_| {
+                date = Some(value.parse::<crate::time::Date>().map_err(|_| {
                     ApiError::new(
                         ErrorCode::BadDate,
                         format!("date must be YYYY-MM-DD, not {value:?}"),

@@ -134,9 +134,9 @@ impl From<&Job> for JobView {
             }),
             warnings: j.warnings.clone(),
             attempts: j.attempts,
-            created_at: j.created_at.to_string(),
-            started_at: j.started_at.map(|t| t.to_string()),
-            finished_at: j.finished_at.map(|t| t.to_string()),
+            created_at: crate::time::rfc3339(&j.created_at),
+            started_at: j.started_at.as_ref().map(crate::time::rfc3339),
+            finished_at: j.finished_at.as_ref().map(crate::time::rfc3339),
         }
     }
 }
@@ -227,7 +227,7 @@ impl From<&crate::manifest::Generation> for PointView {
     fn from(g: &crate::manifest::Generation) -> Self {
         PointView {
             id: g.id.to_string(),
-            taken_at: g.taken_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            taken_at: g.taken_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             mail: MailCountsView {
                 folders: g.mail.folders,
                 messages: g.mail.messages,

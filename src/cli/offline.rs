@@ -90,7 +90,7 @@ pub fn prune(config: &Config, dry_run: bool) -> Result<serde_json::Value, Failur
         &store,
         &config.retention,
         &config.timezone,
-        jiff::Timestamp::now(),
+        crate::time::now(),
         &Default::default(),
         dry_run,
     )

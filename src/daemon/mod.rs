@@ -61,7 +61,7 @@ impl Daemon {
         let index = Index::open(&state.index_dir())
             .with_context(|| format!("opening the index in {}", state.index_dir().display()))?;
         let forgotten = index.forget_jobs_before::<crate::jobs::Job>(
-            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 90),
+            crate::time::now() - crate::time::TimeDelta::hours(24 * 90),
         )?;
         if forgotten > 0 {
             info!(
@@ -89,7 +89,7 @@ impl Daemon {
             endpoint.clone(),
             config.imap.connections,
             config.restore.folder_template.clone(),
-            config.timezone.clone(),
+            config.timezone,
         );
         let restorer = match &dav {
             Some(client) => restorer.with_dav(client.clone()),
@@ -98,7 +98,7 @@ impl Daemon {
         let notifier = Notifier {
             smtp: config.smtp.clone(),
             notify: config.notify.clone(),
-            timezone: config.timezone.clone(),
+            timezone: config.timezone,
             index: index.clone(),
         };
         runners.insert(JobKind::Restore, RestoreRunner::new(restorer, notifier));

@@ -26,7 +26,7 @@ pub struct Notifier {
     /// Language and extra recipients.
     pub notify: NotifyConfig,
     /// For dates in the mail.
-    pub timezone: jiff::tz::TimeZone,
+    pub timezone: crate::time::TimeZone,
     /// To find the point's date.
     pub index: Index,
 }
@@ -133,7 +133,7 @@ impl Notifier {
             &self.notify.admin_addresses,
             self.notify.language,
             &self.timezone,
-            jiff::Timestamp::now(),
+            crate::time::now(),
         ) {
             Ok(message) => notify::send(smtp, message).await,
             Err(e) => Err(e),

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::path::Path;
 
-use jiff::Timestamp;
+use crate::time::Timestamp;
 
 use crate::blob::{BlobId, BlobLocation};
 use crate::manifest::{Generation, GenerationId};
@@ -493,13 +493,13 @@ mod tests {
         use crate::manifest::{CollectionCounts, GenerationId, MailCounts};
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
-        let second = Timestamp::from_second(1_767_225_600).unwrap();
+        let second = crate::time::from_second(1_767_225_600).unwrap();
         let made: Vec<GenerationId> = (1..=12)
             .map(|n| {
                 let g = Generation {
                     id: GenerationId::new(second, n),
                     user: "alice@example.org".into(),
-                    taken_at: second + jiff::SignedDuration::from_millis(n.into()),
+                    taken_at: second + crate::time::TimeDelta::milliseconds(n.into()),
                     root: BlobId::of(&n.to_le_bytes()),
                     mail: MailCounts::default(),
                     calendars: CollectionCounts::default(),
@@ -566,10 +566,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path()).unwrap();
         let mut old = job(1);
-        old.finished_at = Some(Timestamp::from_second(100).unwrap());
+        old.finished_at = Some(crate::time::from_second(100).unwrap());
         let running = job(2);
         let mut recent = job(3);
-        recent.finished_at = Some(Timestamp::from_second(300).unwrap());
+        recent.finished_at = Some(crate::time::from_second(300).unwrap());
         index.put_job(&old).unwrap();
         index.put_job(&running).unwrap();
         index.put_job(&recent).unwrap();
@@ -577,7 +577,7 @@ mod tests {
         index.put_journal(1u64, &plan, &vec![7]).unwrap();
         index.put_journal(2u64, &plan, &vec![8]).unwrap();
         let n = index
-            .forget_jobs_before::<Job>(Timestamp::from_second(200).unwrap())
+            .forget_jobs_before::<Job>(crate::time::from_second(200).unwrap())
             .unwrap();
         assert_eq!(n, 1);
         assert_eq!(index.jobs::<Job>().unwrap(), vec![running, recent]);

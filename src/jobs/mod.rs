@@ -16,7 +16,7 @@ pub use queue::{CancelError, JobContext, Queue, RunResult, Runner};
 use std::fmt;
 use std::str::FromStr;
 
-use jiff::Timestamp;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error_code::ErrorCode;
@@ -515,7 +515,7 @@ mod tests {
                 scope: Scope::Inbox,
                 requested_by: Some("admin@example.org".into()),
             }),
-            Timestamp::from_second(1_764_165_900).unwrap(),
+            crate::time::from_second(1_764_165_900).unwrap(),
         );
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains(r#""id":"j3""#) && json.contains(r#""scope":"inbox""#));

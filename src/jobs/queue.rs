@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -174,7 +173,7 @@ impl Queue {
     /// Records a new queued job and wakes the dispatcher.
     pub fn submit(&self, user: String, spec: JobSpec) -> Result<Job, IndexError> {
         let id = JobId(self.inner.index.next_job_id()?);
-        let job = Job::new(id, user, spec, Timestamp::now());
+        let job = Job::new(id, user, spec, crate::time::now());
         self.inner.index.put_job(&job)?;
         self.state().queued.insert(id);
         self.inner.wake.notify_one();
@@ -240,7 +239,7 @@ impl Queue {
         }
         job.cancel_requested = true;
         job.state = JobState::Cancelled;
-        job.finished_at = Some(Timestamp::now());
+        job.finished_at = Some(crate::time::now());
         self.inner.index.put_job(&job)?;
         state.queued.remove(&id);
         info!(job = %id, "queued job cancelled");
@@ -339,7 +338,7 @@ impl Queue {
     fn start(&self, mut job: Job) -> Result<Running, IndexError> {
         job.state = JobState::Running;
         job.attempts += 1;
-        job.started_at.get_or_insert(Timestamp::now());
+        job.started_at.get_or_insert(crate::time::now());
         self.inner.index.put_job(&job)?;
         let stop = self.inner.shutdown.child_token();
         let ctx = JobContext {
@@ -396,7 +395,7 @@ impl Queue {
             }
             info!("job interrupted by shutdown; it resumes at the next start");
         } else {
-            job.finished_at = Some(Timestamp::now());
+            job.finished_at = Some(crate::time::now());
             match result {
                 Ok(()) if job.cancel_requested => job.state = JobState::Cancelled,
                 Ok(()) => job.state = JobState::Succeeded,

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
-use jiff::tz::TimeZone;
+use crate::time::TimeZone;
+use crate::time::Timestamp;
 use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -149,7 +149,7 @@ pub fn build(
         .from(mailbox("smtp.from", from)?)
         .subject(header_safe(&subject))
         .date(
-            std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_second().max(0) as u64),
+            std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(now.timestamp().max(0) as u64),
         )
         .header(ContentType::TEXT_PLAIN);
     for r in recipients {
@@ -161,12 +161,8 @@ pub fn build(
 }
 
 fn when(t: Option<Timestamp>, tz: &TimeZone) -> String {
-    t.map(|t| {
-        t.to_zoned(tz.clone())
-            .strftime("%Y-%m-%d %H:%M %Z")
-            .to_string()
-    })
-    .unwrap_or_else(|| "?".into())
+    t.map(|t| t.with_timezone(tz).format("%Y-%m-%d %H:%M %Z").to_string())
+        .unwrap_or_else(|| "?".into())
 }
 
 fn mb(bytes: u64) -> String {
@@ -377,7 +373,7 @@ mod tests {
     }
 
     fn paris() -> TimeZone {
-        TimeZone::get("Europe/Paris").unwrap()
+        crate::time::zone("Europe/Paris").unwrap()
     }
 
     fn formatted(m: &Message) -> String {
@@ -386,7 +382,7 @@ mod tests {
 
     #[test]
     fn success_in_english_and_french() {
-        let now = Timestamp::from_second(1_764_165_900).unwrap();
+        let now = crate::time::from_second(1_764_165_900).unwrap();
         let m = build(
             &report(Outcome::Succeeded),
             "restore@example.net",

@@ -69,7 +69,7 @@ pub struct CollectionJournal {
 
 /// The segment of a new collection: the original's, made plain, then
 /// `-restored-YYYYMMDD-HHMM`.
-fn new_segment(original: &str, when: &jiff::Zoned, n: u32) -> String {
+fn new_segment(original: &str, when: &crate::time::Zoned, n: u32) -> String {
     let decoded = percent_encoding::percent_decode_str(original).decode_utf8_lossy();
     let mut base: String = decoded
         .chars()
@@ -83,7 +83,7 @@ fn new_segment(original: &str, when: &jiff::Zoned, n: u32) -> String {
     if base.trim_matches('-').is_empty() {
         base = "collection".into();
     }
-    let stamp = when.strftime("%Y%m%d-%H%M");
+    let stamp = when.format("%Y%m%d-%H%M");
     if n <= 1 {
         format!("{base}-restored-{stamp}")
     } else {
@@ -92,7 +92,7 @@ fn new_segment(original: &str, when: &jiff::Zoned, n: u32) -> String {
 }
 
 /// The display name of a restored collection.
-pub fn restored_name(c: &CollectionManifest, when: &jiff::Zoned) -> String {
+pub fn restored_name(c: &CollectionManifest, when: &crate::time::Zoned) -> String {
     let original = c
         .display_name
         .clone()
@@ -108,14 +108,14 @@ pub fn restored_name(c: &CollectionManifest, when: &jiff::Zoned) -> String {
                 .decode_utf8_lossy()
                 .into_owned()
         });
-    format!("{original} (restored {})", when.strftime("%Y-%m-%d %H:%M"))
+    format!("{original} (restored {})", when.format("%Y-%m-%d %H:%M"))
 }
 
 /// Makes the plan: a fresh path in the same home for every collection.
 pub async fn plan(
     client: &DavClient,
     collections: &[CollectionManifest],
-    when: &jiff::Zoned,
+    when: &crate::time::Zoned,
 ) -> Result<DavPlan, RestoreError> {
     let base = client.principal_url("x")?;
     let mut taken = BTreeSet::new();
@@ -586,8 +586,8 @@ pub fn rewrite_uid(kind: CollectionKind, bytes: &[u8], old: &str, new: &str) -> 
 mod tests {
     use super::*;
 
-    fn when() -> jiff::Zoned {
-        "2026-11-26T14:05:00[Europe/Paris]".parse().unwrap()
+    fn when() -> crate::time::Zoned {
+        crate::time::zoned("2026-11-26T14:05:00[Europe/Paris]")
     }
 
     #[test]

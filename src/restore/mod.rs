@@ -17,7 +17,7 @@ pub mod plan;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use jiff::tz::TimeZone;
+use crate::time::TimeZone;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -452,7 +452,7 @@ impl Restorer {
                 Some(match index.journal(job.id, &journal::DAV_PLAN)? {
                     Some(p) => p,
                     None => {
-                        let when = job.created_at.to_zoned(self.timezone.clone());
+                        let when = job.created_at.with_timezone(&self.timezone);
                         let p = dav::plan(client, &point.collections, &when).await?;
                         index.put_journal(job.id, &journal::DAV_PLAN, &p)?;
                         p
@@ -560,7 +560,7 @@ impl Restorer {
         root: &RootManifest,
         folders: &[FolderManifest],
         scope: Scope,
-        requested_at: jiff::Timestamp,
+        requested_at: crate::time::Timestamp,
     ) -> Result<Plan, RestoreError> {
         let ns = conn.namespace().await?;
         let personal = ns.personal.first();
@@ -583,7 +583,7 @@ impl Restorer {
                 separator: f.separator,
             })
             .collect();
-        let when = requested_at.to_zoned(self.timezone.clone());
+        let when = requested_at.with_timezone(&self.timezone);
         Ok(plan::plan(
             &sources,
             &root.namespace.prefix,

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::Zoned;
+use crate::time::Zoned;
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::Scope;
@@ -81,8 +81,9 @@ pub fn plan(
     live: &LiveNamespace,
     existing: &BTreeSet<String>,
 ) -> Result<Plan, PlanError> {
-    let base = jiff::fmt::strtime::format(template, requested_at)
-        .map_err(|_| PlanError::Template(template.to_string()))?;
+    let base = crate::time::Template::parse(template)
+        .map_err(|_| PlanError::Template(template.to_string()))?
+        .format(requested_at);
     let base = clean_level(&base, live.separator);
     let target = free_name(&base, live, existing)?;
     let mut planned: BTreeMap<String, Option<usize>> = BTreeMap::new();
@@ -194,7 +195,7 @@ mod tests {
     }
 
     fn at(s: &str) -> Zoned {
-        s.parse().unwrap()
+        crate::time::zoned(s)
     }
 
     fn names(p: &Plan) -> Vec<(&str, Option<usize>)> {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use jiff::Timestamp;
+use crate::time::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -237,7 +237,7 @@ impl Snapshotter {
         user: &str,
         progress: &Progress,
     ) -> Result<SnapshotOutcome, SnapshotError> {
-        let taken_at = Timestamp::now();
+        let taken_at = crate::time::now();
         let mut first = ImapConnection::open(&self.endpoint, user).await?;
         let namespace = personal_namespace(&mut first).await?;
         let entries = first.list_mailboxes().await?;
