@@ -463,7 +463,10 @@ async fn get_job(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<axum::Json<JobView>> {
     let id = parse_job_id(&id)?;
-    match st.queue.get(id).map_err(ApiError::internal)? {
+    match blocking(&st, move |st| st.queue.get(id))
+        .await?
+        .map_err(ApiError::internal)?
+    {
         Some(job) => Ok(axum::Json(JobView::from(&job))),
         None => Err(ApiError::new(
             ErrorCode::JobNotFound,
@@ -491,7 +494,7 @@ async fn cancel_job(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<(StatusCode, axum::Json<JobView>)> {
     let id = parse_job_id(&id)?;
-    match st.queue.cancel(id) {
+    match blocking(&st, move |st| st.queue.cancel(id)).await? {
         Ok(job) => Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job)))),
         Err(CancelError::NotFound(id)) => Err(ApiError::new(
             ErrorCode::JobNotFound,
@@ -537,7 +540,9 @@ async fn list_jobs(
             }
         }
     }
-    let jobs = st.queue.list(&filter).map_err(ApiError::internal)?;
+    let jobs = blocking(&st, move |st| st.queue.list(&filter))
+        .await?
+        .map_err(ApiError::internal)?;
     Ok(axum::Json(JobList {
         jobs: jobs.iter().map(JobView::from).collect(),
     }))
@@ -644,7 +649,7 @@ async fn list_points(
             }
         }
     }
-    let gens = st.index.generations(&user).map_err(ApiError::internal)?;
+    let gens = generations(&st, &user).await?;
     if gens.is_empty() {
         ensure_user_exists(&st, &user).await?;
     }
@@ -704,12 +709,8 @@ async fn post_snapshots(
             warn!(user = %user, error = %e.message, "skipping a user name the schedule lists");
             continue;
         }
-        jobs.push(
-            st.queue
-                .submit_snapshot_once(&user)
-                .map_err(ApiError::internal)?
-                .0,
-        );
+        let submitted = blocking(&st, move |st| st.queue.submit_snapshot_once(&user)).await?;
+        jobs.push(submitted.map_err(ApiError::internal)?.0);
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -789,10 +790,7 @@ async fn post_restores(
             format!("requested_by must be a mail address, not {r:?}"),
         ));
     }
-    let gens = st
-        .index
-        .generations(&req.user)
-        .map_err(ApiError::internal)?;
+    let gens = generations(&st, &req.user).await?;
     if gens.is_empty() {
         ensure_user_exists(&st, &req.user).await?;
     }
@@ -807,18 +805,40 @@ async fn post_restores(
                 format!("{} has no restore point {:?}", req.user, req.point),
             )
         })?;
-    let job = st
-        .queue
-        .submit(
-            req.user,
-            JobSpec::Restore(RestoreSpec {
-                point,
-                scope,
-                requested_by: req.requested_by,
-            }),
-        )
+    let spec = JobSpec::Restore(RestoreSpec {
+        point,
+        scope,
+        requested_by: req.requested_by,
+    });
+    let user = req.user;
+    let job = blocking(&st, move |st| st.queue.submit(user, spec))
+        .await?
         .map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job))))
+}
+
+/// Runs index or queue work (sled reads, flushed writes) on the blocking
+/// pool, so that a slow disk never stalls the async threads that serve the
+/// other connections.
+async fn blocking<T: Send + 'static>(
+    st: &Arc<ApiState>,
+    f: impl FnOnce(&ApiState) -> T + Send + 'static,
+) -> ApiResult<T> {
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || f(&st))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// The user's points, oldest first, read off the async threads.
+async fn generations(
+    st: &Arc<ApiState>,
+    user: &str,
+) -> ApiResult<Vec<crate::manifest::Generation>> {
+    let user = user.to_string();
+    blocking(st, move |st| st.index.generations(&user))
+        .await?
+        .map_err(ApiError::internal)
 }
 
 /// Binds the socket: refuses when a live daemon already answers on it,
