@@ -122,57 +122,32 @@ pub struct Route {
 /// Every route the daemon serves. The router is built from this table, and
 /// a test checks that the OpenAPI document describes exactly these.
 pub const ROUTES: &[Route] = &[
-    Route {
-        method: Method::GET,
-        path: "/v1/health",
-        handler: |m| on(m, health),
-    },
-    Route {
-        method: Method::GET,
-        path: "/v1/jobs",
-        handler: |m| on(m, list_jobs),
-    },
-    Route {
-        method: Method::GET,
-        path: "/v1/jobs/{id}",
-        handler: |m| on(m, get_job),
-    },
-    Route {
-        method: Method::DELETE,
-        path: "/v1/jobs/{id}",
-        handler: |m| on(m, cancel_job),
-    },
-    Route {
-        method: Method::GET,
-        path: "/v1/users/{user}/points",
-        handler: |m| on(m, list_points),
-    },
-    Route {
-        method: Method::POST,
-        path: "/v1/snapshots",
-        handler: |m| on(m, post_snapshots),
-    },
-    Route {
-        method: Method::POST,
-        path: "/v1/restores",
-        handler: |m| on(m, post_restores),
-    },
-    Route {
-        method: Method::POST,
-        path: "/v1/prune",
-        handler: |m| on(m, post_prune),
-    },
-    Route {
-        method: Method::GET,
-        path: "/v1/openapi.json",
-        handler: |m| on(m, openapi_json),
-    },
-    Route {
-        method: Method::GET,
-        path: "/metrics",
-        handler: |m| on(m, metrics),
-    },
+    route(Method::GET, "/v1/health", |m| on(m, health)),
+    route(Method::GET, "/v1/jobs", |m| on(m, list_jobs)),
+    route(Method::GET, "/v1/jobs/{id}", |m| on(m, get_job)),
+    route(Method::DELETE, "/v1/jobs/{id}", |m| on(m, cancel_job)),
+    route(Method::GET, "/v1/users/{user}/points", |m| {
+        on(m, list_points)
+    }),
+    route(Method::POST, "/v1/snapshots", |m| on(m, post_snapshots)),
+    route(Method::POST, "/v1/restores", |m| on(m, post_restores)),
+    route(Method::POST, "/v1/prune", |m| on(m, post_prune)),
+    route(Method::GET, "/v1/openapi.json", |m| on(m, openapi_json)),
+    route(Method::GET, "/metrics", |m| on(m, metrics)),
 ];
+
+/// One row of [`ROUTES`].
+const fn route(
+    method: Method,
+    path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<Arc<ApiState>>,
+) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+    }
+}
 
 /// The routes of [`ROUTES`], without the fallbacks, limits and state.
 fn routes() -> Router<Arc<ApiState>> {
