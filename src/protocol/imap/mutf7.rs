@@ -6,6 +6,10 @@
 //! not canonical modified UTF-7 is reported, so the caller can keep its raw
 //! bytes instead of guessing.
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
 /// Why a name is not valid modified UTF-7.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Mutf7Error {
@@ -26,14 +30,14 @@ pub enum Mutf7Error {
     },
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-fn sextet(byte: u8) -> Option<u32> {
-    ALPHABET
-        .iter()
-        .position(|&b| b == byte)
-        .and_then(|p| u32::try_from(p).ok())
-}
+/// Base64 as modified UTF-7 writes it: the `,` alphabet, no padding, and
+/// (the crate's default) no stray bits after the last byte.
+const MODIFIED_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::IMAP_MUTF7,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
 
 /// Encodes a UTF-8 name as modified UTF-7.
 pub fn encode(name: &str) -> String {
@@ -62,19 +66,7 @@ fn flush_shifted(units: &mut Vec<u16>, out: &mut String) {
     }
     out.push('&');
     let bytes: Vec<u8> = units.iter().flat_map(|u| u.to_be_bytes()).collect();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let index = (n >> (18 - 6 * i)) & 0x3f;
-            out.push(char::from(ALPHABET[index as usize]));
-        }
-    }
+    MODIFIED_BASE64.encode_string(bytes, out);
     out.push('-');
     units.clear();
 }
@@ -110,23 +102,10 @@ pub fn decode(raw: &[u8]) -> Result<String, Mutf7Error> {
 }
 
 fn decode_shifted(run: &[u8], out: &mut String) -> Option<()> {
-    let mut bits: u32 = 0;
-    let mut nbits = 0u32;
-    let mut bytes = Vec::with_capacity(run.len());
-    for &c in run {
-        bits = (bits << 6) | sextet(c)?;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            bytes.push(((bits >> nbits) & 0xff) as u8);
-        }
-    }
-    // Leftover bits must be padding zeros, fewer than a full sextet.
-    if nbits >= 6
-        || bits & ((1 << nbits) - 1) != 0
-        || !bytes.len().is_multiple_of(2)
-        || bytes.is_empty()
-    {
+    // Strict: the modified alphabet only, no padding, no stray bits, and a
+    // whole number of UTF-16 units.
+    let bytes = MODIFIED_BASE64.decode(run).ok()?;
+    if !bytes.len().is_multiple_of(2) || bytes.is_empty() {
         return None;
     }
     let units = bytes
@@ -176,6 +155,9 @@ mod tests {
             b"&AGE-",       // encodes printable 'a'
             b"&2D0-",       // lone high surrogate
             b"&AM!-",       // bad base64 character
+            b"&AMR-",       // stray bits after the last byte
+            b"&AMQ=-",      // padding
+            b"&U/BTFw-",    // standard base64's '/' for modified ','
             b"caf\xc3\xa9", // raw UTF-8
         ] {
             assert!(decode(bad).is_err(), "{bad:?} should be rejected");
