@@ -708,6 +708,55 @@ async fn connection_cut_in_the_middle_of_a_literal_is_transient() {
 }
 
 #[tokio::test]
+async fn a_response_of_endless_small_literals_is_refused_at_its_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn = greet_and_login(stream).await;
+        let (tag, _) = read_command(&mut conn).await;
+        conn.get_mut()
+            .write_all(
+                format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-ONLY] done\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let (_, line) = read_command(&mut conn).await;
+        assert!(line.contains("UID FETCH"), "{line}");
+        // Every line and literal is small; the response never ends. Writing
+        // stops when the client closes the connection.
+        let out = conn.get_mut();
+        if out.write_all(b"* 1 FETCH (UID 1 X {10}\r\n").await.is_ok() {
+            while out.write_all(b"0123456789 X {10}\r\n").await.is_ok() {}
+        }
+    });
+    let mut ep = fake_endpoint(port);
+    ep.limits.max_response = 64 * 1024;
+    let mut conn = ImapConnection::open(&ep, ALICE).await.unwrap();
+    conn.examine(&mailbox("INBOX")).await.unwrap();
+    let mut stream = conn
+        .uid_fetch(FetchRequest {
+            uids: UidSet::all(),
+            items: FetchItems::Full(BodySection::Body),
+            changed_since: None,
+        })
+        .await
+        .unwrap();
+    let err = stream.next().await.unwrap_err();
+    assert!(matches!(err, ImapError::Protocol { .. }), "{err}");
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("at most 65536 bytes"), "{err}");
+    drop(stream);
+    assert!(matches!(
+        conn.noop().await,
+        Err(ImapError::ConnectionPoisoned)
+    ));
+    drop(conn);
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_silent_server_times_out() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -51,103 +51,195 @@ pub async fn restore_messages(
     index: usize,
     target: &str,
     entries: &[MessageEntry],
-    mut journal: FolderJournal,
+    journal: FolderJournal,
 ) -> Result<(), RestoreError> {
-    let mailbox = MailboxName::from_utf8(target)?;
-    if let Some(pending) = journal.pending.take() {
-        // The session that sent this batch may have died with the whole
-        // command already in the server's buffer: the server can still be
-        // saving it. Settle only once the folder has stopped changing.
-        wait_until_quiet(conn, &mailbox).await?;
-        let landed = settle_pending(conn, &mailbox, &pending, entries).await?;
-        debug!(
-            folder = target,
-            landed,
-            of = pending.count,
-            "settled a pending batch"
-        );
-        journal.done = pending.start + landed;
-        shared.save(index, &journal).await?;
-    }
-    shared.add_done(
-        entries[..journal.done as usize]
-            .iter()
-            .map(|e| e.size)
-            .sum(),
-        journal.done,
-    );
-    // SELECT (not EXAMINE: read-only answers PERMANENTFLAGS ()) our own new
-    // folder to learn which keywords it keeps.
-    let selected = conn.select(&mailbox).await?;
-    let keywords_ok = selected.can_create_keywords;
-    let allowed: BTreeSet<String> = selected
-        .permanent_flags
-        .iter()
-        .map(|f| f.as_str().to_ascii_lowercase())
-        .collect();
-    let caps_multi = conn.capabilities().multiappend();
-    let mut next = journal.done as usize;
+    let mut folder = FolderRestore {
+        shared,
+        index,
+        target,
+        mailbox: MailboxName::from_utf8(target)?,
+        journal,
+    };
+    folder.resume(conn, entries).await?;
+    let kept = KeptFlags::of(conn, &folder.mailbox).await?;
+    let multiappend = conn.capabilities().multiappend();
+    let mut next = folder.journal.done as usize;
     // After a batch is refused for one of its messages (too big, over
     // quota…), its messages go one by one, each journaled, so everything
     // that fits lands and the culprit is known.
     let mut single_until = 0;
     while next < entries.len() {
         shared.check_stop()?;
-        let batch = batch_end(entries, next, caps_multi && next >= single_until);
-        let slice = &entries[next..batch];
-        let bodies = load(shared.store, slice).await?;
-        let flags: Vec<Vec<Flag>> = slice
+        let end = batch_end(entries, next, multiappend && next >= single_until);
+        match folder
+            .append_batch(conn, &kept, next, &entries[next..end])
+            .await?
+        {
+            Batch::Landed => next = end,
+            Batch::OneByOne => single_until = end,
+        }
+    }
+    Ok(())
+}
+
+/// One folder being restored: where its messages go, and its journal
+/// (saved as folder `index` of the plan).
+struct FolderRestore<'a, 's> {
+    shared: &'a Shared<'s>,
+    index: usize,
+    target: &'a str,
+    mailbox: MailboxName,
+    journal: FolderJournal,
+}
+
+/// What became of a batch.
+enum Batch {
+    /// Appended, or (a lone message) refused and skipped; journaled done.
+    Landed,
+    /// A MULTIAPPEND refused for one of its messages: nothing of it landed,
+    /// and its messages are to go one by one.
+    OneByOne,
+}
+
+impl FolderRestore<'_, '_> {
+    async fn save(&self) -> Result<(), RestoreError> {
+        self.shared.save(self.index, &self.journal).await
+    }
+
+    /// Settles the batch the journal left pending, if any, and counts what
+    /// is already in the target.
+    async fn resume(
+        &mut self,
+        conn: &mut ImapConnection,
+        entries: &[MessageEntry],
+    ) -> Result<(), RestoreError> {
+        if let Some(pending) = self.journal.pending.take() {
+            // The session that sent this batch may have died with the whole
+            // command already in the server's buffer: the server can still be
+            // saving it. Settle only once the folder has stopped changing.
+            wait_until_quiet(conn, &self.mailbox).await?;
+            let landed = settle_pending(conn, &self.mailbox, &pending, entries).await?;
+            debug!(
+                folder = self.target,
+                landed,
+                of = pending.count,
+                "settled a pending batch"
+            );
+            self.journal.done = pending.start + landed;
+            self.save().await?;
+        }
+        let done = &entries[..self.journal.done as usize];
+        self.shared
+            .add_done(done.iter().map(|e| e.size).sum(), self.journal.done);
+        Ok(())
+    }
+
+    /// Sends the batch of entries from `start` on, journaled as pending
+    /// before it is sent and as done after its OK.
+    async fn append_batch(
+        &mut self,
+        conn: &mut ImapConnection,
+        kept: &KeptFlags,
+        start: usize,
+        batch: &[MessageEntry],
+    ) -> Result<Batch, RestoreError> {
+        let bodies = load(self.shared.store, batch).await?;
+        let flags: Vec<Vec<Flag>> = batch
             .iter()
-            .map(|e| restorable_flags(e, keywords_ok, &allowed, shared, target))
+            .map(|e| restorable_flags(e, kept, self.shared, self.target))
             .collect();
-        let status = conn.status(&mailbox).await?;
-        journal.pending = Some(Pending {
-            uid_validity: status.uid_validity.get(),
-            uid_next: status.uid_next.get(),
-            start: next as u64,
-            count: slice.len() as u64,
-        });
-        shared.save(index, &journal).await?;
-        let messages: Vec<AppendMessage<'_>> = slice
-            .iter()
-            .zip(&bodies)
-            .zip(&flags)
-            .map(|((e, body), flags)| AppendMessage {
-                content: body,
-                flags,
-                internal_date: InternalDate::parse_imap(&e.internal_date),
-            })
-            .collect();
-        let sent = if messages.len() > 1 {
-            conn.multiappend(&mailbox, &messages).await.map(|_| ())
-        } else {
-            conn.append(&mailbox, messages[0]).await.map(|_| ())
-        };
-        match sent {
+        self.journal_pending(conn, start, batch.len()).await?;
+        match append(conn, &self.mailbox, batch, &bodies, &flags).await {
             Ok(()) => {}
             // MULTIAPPEND is all or nothing: nothing of this batch landed.
-            Err(e) if slice.len() > 1 && (is_per_message(&e) || is_over_quota(&e)) => {
-                debug!(folder = target, error = %e, "batch refused; sending its messages one by one");
-                journal.pending = None;
-                shared.save(index, &journal).await?;
-                single_until = batch;
-                continue;
+            Err(e) if batch.len() > 1 && (is_per_message(&e) || is_over_quota(&e)) => {
+                debug!(folder = self.target, error = %e, "batch refused; sending its messages one by one");
+                self.journal.pending = None;
+                self.save().await?;
+                return Ok(Batch::OneByOne);
             }
             Err(e) if is_per_message(&e) => {
-                shared.warn(format!(
-                    "{target}: message (UID {} in the restore point, {} bytes) refused and skipped: {e}",
-                    slice[0].uid, slice[0].size
+                self.shared.warn(format!(
+                    "{}: message (UID {} in the restore point, {} bytes) refused and skipped: {e}",
+                    self.target, batch[0].uid, batch[0].size
                 ));
             }
             Err(e) => return Err(e.into()),
         }
-        journal.done = batch as u64;
-        journal.pending = None;
-        shared.save(index, &journal).await?;
-        shared.add_done(slice.iter().map(|e| e.size).sum(), slice.len() as u64);
-        next = batch;
+        self.journal.done = (start + batch.len()) as u64;
+        self.journal.pending = None;
+        self.save().await?;
+        self.shared
+            .add_done(batch.iter().map(|e| e.size).sum(), batch.len() as u64);
+        Ok(Batch::Landed)
     }
-    Ok(())
+
+    /// Journals the batch of `count` entries from `start` on as pending,
+    /// with the target's UIDNEXT from before it is sent.
+    async fn journal_pending(
+        &mut self,
+        conn: &mut ImapConnection,
+        start: usize,
+        count: usize,
+    ) -> Result<(), RestoreError> {
+        let status = conn.status(&self.mailbox).await?;
+        self.journal.pending = Some(Pending {
+            uid_validity: status.uid_validity.get(),
+            uid_next: status.uid_next.get(),
+            start: start as u64,
+            count: count as u64,
+        });
+        self.save().await
+    }
+}
+
+/// Sends one batch: MULTIAPPEND for several messages, APPEND for one.
+async fn append(
+    conn: &mut ImapConnection,
+    mailbox: &MailboxName,
+    batch: &[MessageEntry],
+    bodies: &[Vec<u8>],
+    flags: &[Vec<Flag>],
+) -> Result<(), ImapError> {
+    let messages: Vec<AppendMessage<'_>> = batch
+        .iter()
+        .zip(bodies)
+        .zip(flags)
+        .map(|((e, body), flags)| AppendMessage {
+            content: body,
+            flags,
+            internal_date: InternalDate::parse_imap(&e.internal_date),
+        })
+        .collect();
+    if messages.len() > 1 {
+        conn.multiappend(mailbox, &messages).await.map(|_| ())
+    } else {
+        conn.append(mailbox, messages[0]).await.map(|_| ())
+    }
+}
+
+/// Which flags and keywords the target folder keeps, as SELECT tells.
+struct KeptFlags {
+    /// Whether the folder accepts new keywords (`\*`).
+    keywords_ok: bool,
+    /// Its permanent flags and keywords, lower-cased.
+    allowed: BTreeSet<String>,
+}
+
+impl KeptFlags {
+    async fn of(conn: &mut ImapConnection, mailbox: &MailboxName) -> Result<Self, RestoreError> {
+        // SELECT (not EXAMINE: read-only answers PERMANENTFLAGS ()) our own
+        // new folder to learn which keywords it keeps.
+        let selected = conn.select(mailbox).await?;
+        Ok(Self {
+            keywords_ok: selected.can_create_keywords,
+            allowed: selected
+                .permanent_flags
+                .iter()
+                .map(|f| f.as_str().to_ascii_lowercase())
+                .collect(),
+        })
+    }
 }
 
 /// The end of the batch starting at `start`.
@@ -193,8 +285,7 @@ fn is_per_message(e: &ImapError) -> bool {
 /// the target folder can keep them (dropped with a warning otherwise).
 fn restorable_flags(
     e: &MessageEntry,
-    keywords_ok: bool,
-    allowed: &BTreeSet<String>,
+    kept: &KeptFlags,
     shared: &Shared<'_>,
     target: &str,
 ) -> Vec<Flag> {
@@ -208,7 +299,7 @@ fn restorable_flags(
         }
     }
     for k in &e.keywords {
-        if !keywords_ok && !allowed.contains(&k.to_ascii_lowercase()) {
+        if !kept.keywords_ok && !kept.allowed.contains(&k.to_ascii_lowercase()) {
             shared.warn_once(format!(
                 "{target}: the server does not keep keyword {k}; dropped"
             ));

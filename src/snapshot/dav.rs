@@ -57,6 +57,30 @@ pub async fn snapshot_collections(
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<Vec<CollectionManifest>, SnapshotError> {
+    let Some(homes) = find_homes(client, user, !previous.is_empty(), progress).await? else {
+        return Ok(Vec::new());
+    };
+    let found = list_collections(client, &homes, progress).await?;
+    debug!(user, collections = found.len(), "listed DAV collections");
+    let mut out = Vec::with_capacity(found.len());
+    for f in found {
+        progress.check_stop()?;
+        let prev = previous.get(&collection_key(&f.url));
+        out.push(snapshot_collection(client, &homes, f, prev, writer, progress).await?);
+    }
+    Ok(out)
+}
+
+/// The user's calendar and address book homes as the principal names them
+/// (the principal itself when it names none); `None` when the user has no
+/// calendars or contacts to snapshot. `had_collections`: whether the
+/// user's newest point holds some.
+async fn find_homes(
+    client: &DavClient,
+    user: &str,
+    had_collections: bool,
+    progress: &Progress,
+) -> Result<Option<Homes>, SnapshotError> {
     let principal = client.principal_url(user)?;
     let ms = match client
         .propfind(&principal, "0", dav::propfind_homes())
@@ -65,17 +89,17 @@ pub async fn snapshot_collections(
         Ok(Some(ms)) => ms,
         Ok(None) => {
             info!(user, principal = %principal, "no DAV principal: no calendars or contacts");
-            return Ok(Vec::new());
+            return Ok(None);
         }
         // A user without a DAV account on servers that say 403 rather
         // than 404: no calendars or contacts, said on the job. A user whose
         // last point had some fails instead (the account's rights changed?):
         // a point without them would quietly replace the ones with them.
-        Err(DavError::Forbidden { .. }) if previous.is_empty() => {
+        Err(DavError::Forbidden { .. }) if !had_collections => {
             progress.warn(format!(
                 "the DAV server forbids {principal}: this point holds no calendars or contacts"
             ));
-            return Ok(Vec::new());
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
@@ -91,9 +115,19 @@ pub async fn snapshot_collections(
         }
     }
     if homes.iter().next().is_none() {
-        homes.add(principal.clone())?;
+        homes.add(principal)?;
     }
-    let mut found = Vec::new();
+    Ok(Some(homes))
+}
+
+/// The collections in the homes (PROPFIND Depth 1 of each), each once; one
+/// whose href leaves the homes is left out with a warning on the job.
+async fn list_collections(
+    client: &DavClient,
+    homes: &Homes,
+    progress: &Progress,
+) -> Result<Vec<Found>, SnapshotError> {
+    let mut found: Vec<Found> = Vec::new();
     for home in homes.iter() {
         let Some(ms) = client
             .propfind(home, "1", dav::propfind_collections())
@@ -110,9 +144,7 @@ pub async fn snapshot_collections(
                     continue;
                 }
             };
-            if href::same_path(&url, home)
-                || found.iter().any(|f: &Found| href::same_path(&f.url, &url))
-            {
+            if href::same_path(&url, home) || found.iter().any(|f| href::same_path(&f.url, &url)) {
                 continue;
             }
             found.push(Found {
@@ -124,14 +156,7 @@ pub async fn snapshot_collections(
             });
         }
     }
-    debug!(user, collections = found.len(), "listed DAV collections");
-    let mut out = Vec::with_capacity(found.len());
-    for f in found {
-        progress.check_stop()?;
-        let prev = previous.get(&collection_key(&f.url));
-        out.push(snapshot_collection(client, &homes, f, prev, writer, progress).await?);
-    }
-    Ok(out)
+    Ok(found)
 }
 
 async fn snapshot_collection(

@@ -31,27 +31,7 @@ pub async fn snapshot_folder(
     writer: &mut BlobWriter,
     progress: &Progress,
 ) -> Result<FolderManifest, SnapshotError> {
-    let mut folder = FolderManifest {
-        name: entry.name.as_str().to_string(),
-        wire_name: String::from_utf8_lossy(entry.name.raw()).into_owned(),
-        separator: entry.delimiter,
-        special_use: {
-            let mut v: Vec<String> = entry
-                .special_uses()
-                .map(|s| s.as_str().to_string())
-                .collect();
-            v.sort();
-            v
-        },
-        subscribed: entry.is_subscribed(),
-        selectable: entry.is_selectable(),
-        uid_validity: 0,
-        uid_next: 0,
-        highest_modseq: None,
-        messages: 0,
-        bytes: 0,
-        groups: Vec::new(),
-    };
+    let mut folder = listed_folder(entry);
     if !folder.selectable {
         return Ok(folder);
     }
@@ -61,50 +41,91 @@ pub async fn snapshot_folder(
     folder.highest_modseq = sel.highest_modseq.map(|m| m.get());
 
     let same_validity = prev.filter(|p| p.uid_validity == folder.uid_validity && p.selectable);
-    if let Some(p) = same_validity {
-        let unchanged = p.uid_next == folder.uid_next
-            && p.highest_modseq.is_some()
-            && p.highest_modseq == folder.highest_modseq
-            && p.messages == u64::from(sel.exists);
-        if unchanged {
-            folder.messages = p.messages;
-            folder.bytes = p.bytes;
-            folder.groups = p.groups.clone();
-            progress.skipped(p.messages, p.bytes);
-            return Ok(folder);
-        }
+    if let Some(p) = same_validity.filter(|p| is_unchanged(p, &folder, sel.exists)) {
+        progress.skipped(p.messages, p.bytes);
+        return Ok(FolderManifest {
+            messages: p.messages,
+            bytes: p.bytes,
+            groups: p.groups.clone(),
+            ..folder
+        });
     }
     if sel.exists == 0 {
         return writer
             .off_thread(move |w| finish(folder, Vec::new(), w))
             .await;
     }
-
-    let old = match same_validity {
-        Some(p) => {
-            let (repo, p) = (store.clone(), p.clone());
-            off_thread(move || load_entries(&repo, &p)).await?
-        }
-        None => HashMap::new(),
-    };
-    let (mut kept, new_uids) = if old.is_empty() {
-        (Vec::new(), None)
-    } else {
-        let (kept, new) = resync_flags(conn, old, same_validity, sel.exists).await?;
-        progress.skipped(kept.len() as u64, kept.iter().map(|e| e.size).sum());
-        (kept, Some(new))
-    };
-    let to_fetch = match new_uids {
-        None => Some(UidSet::all()),
-        Some(uids) if uids.is_empty() => None,
-        Some(uids) => UidSet::new(ranges(uids)),
-    };
+    let (mut kept, to_fetch) =
+        known_messages(conn, store, same_validity, sel.exists, progress).await?;
     if let Some(uids) = to_fetch {
         download(conn, uids, writer, &mut kept, progress).await?;
     }
     kept.sort_by_key(|e| e.uid);
     kept.dedup_by_key(|e| e.uid);
     writer.off_thread(move |w| finish(folder, kept, w)).await
+}
+
+/// The folder as LIST describes it, before EXAMINE says anything of its
+/// messages.
+fn listed_folder(entry: &MailboxEntry) -> FolderManifest {
+    let mut special_use: Vec<String> = entry
+        .special_uses()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    special_use.sort();
+    FolderManifest {
+        name: entry.name.as_str().to_string(),
+        wire_name: String::from_utf8_lossy(entry.name.raw()).into_owned(),
+        separator: entry.delimiter,
+        special_use,
+        subscribed: entry.is_subscribed(),
+        selectable: entry.is_selectable(),
+        uid_validity: 0,
+        uid_next: 0,
+        highest_modseq: None,
+        messages: 0,
+        bytes: 0,
+        groups: Vec::new(),
+    }
+}
+
+/// Whether the folder is as `prev` left it (same UIDVALIDITY assumed): no
+/// new UID, no flag change (HIGHESTMODSEQ), no expunge (message count).
+fn is_unchanged(prev: &FolderManifest, now: &FolderManifest, exists: u32) -> bool {
+    prev.uid_next == now.uid_next
+        && prev.highest_modseq.is_some()
+        && prev.highest_modseq == now.highest_modseq
+        && prev.messages == u64::from(exists)
+}
+
+/// The messages of `prev` (same UIDVALIDITY) still in the folder, with
+/// their flags brought up to date, and the UIDs still to download (`None`:
+/// none). Without `prev`, every message is to download.
+async fn known_messages(
+    conn: &mut ImapConnection,
+    store: &Repository,
+    prev: Option<&FolderManifest>,
+    exists: u32,
+    progress: &Progress,
+) -> Result<(Vec<MessageEntry>, Option<UidSet>), SnapshotError> {
+    let old = match prev {
+        Some(p) => {
+            let (repo, p) = (store.clone(), p.clone());
+            off_thread(move || load_entries(&repo, &p)).await?
+        }
+        None => HashMap::new(),
+    };
+    if old.is_empty() {
+        return Ok((Vec::new(), Some(UidSet::all())));
+    }
+    let (kept, new) = resync_flags(conn, old, prev, exists).await?;
+    progress.skipped(kept.len() as u64, kept.iter().map(|e| e.size).sum());
+    let to_fetch = if new.is_empty() {
+        None
+    } else {
+        UidSet::new(ranges(new))
+    };
+    Ok((kept, to_fetch))
 }
 
 /// Writes the chunks and groups and fills the counts.

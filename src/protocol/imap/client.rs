@@ -609,6 +609,7 @@ mod tests {
                 limits: FramingLimits {
                     max_literal: 1 << 16,
                     max_line: 1 << 12,
+                    max_response: 1 << 17,
                 },
             });
             let _ = core.enqueue(&Noop);
