@@ -617,7 +617,10 @@ impl Restorer {
             shared.check_stop()?;
             let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some((i, src, journal)) = next else { break };
-            let entries: Vec<MessageEntry> = folder_messages(&self.store, &folders[src])?;
+            let entries: Vec<MessageEntry> = {
+                let (repo, folder) = (self.store.clone(), folders[src].clone());
+                off_thread(move || folder_messages(&repo, &folder)).await?
+            };
             let mut journal = journal;
             let mut attempt = 0;
             loop {

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::blob::BlobKind;
+use crate::blob::{BlobId, BlobKind};
 use crate::manifest::{self, FolderManifest, MessageEntry};
 use crate::net::imap::ImapConnection;
 use crate::protocol::imap::{
@@ -237,6 +237,7 @@ async fn download(
             changed_since: None,
         })
         .await?;
+    let mut batch = Batch::default();
     while let Some(mut m) = stream.next().await? {
         progress.check_stop()?;
         let Some(body) = m.body.take() else {
@@ -244,25 +245,81 @@ async fn download(
             // not part of this point.
             continue;
         };
-        let size = body.len() as u64;
-        let (blob, _) = writer.put_async(body, BlobKind::Data).await?;
         let internal_date = m
             .internal_date
             .map(|d| d.to_imap_string())
             .unwrap_or_default();
         let mut entry = MessageEntry {
             uid: m.uid.get(),
-            blob,
-            size,
+            // Set when the batch is stored.
+            blob: BlobId([0; 32]),
+            size: body.len() as u64,
             flags: Vec::new(),
             keywords: Vec::new(),
             internal_date,
         };
         set_flags(&mut entry, &m.flags);
-        progress.downloaded(entry.size);
-        out.push(entry);
+        batch.add(entry, body);
+        if batch.is_full() {
+            batch.store(writer, out, progress).await?;
+        }
     }
-    Ok(())
+    batch.store(writer, out, progress).await
+}
+
+/// Messages stored per trip to the blocking pool: enough to spread the
+/// hand-off over many small messages, few enough to keep memory flat.
+const STORE_BATCH_MESSAGES: usize = 64;
+/// Bytes of message bodies that end a batch early.
+const STORE_BATCH_BYTES: usize = 4 << 20;
+
+/// Downloaded messages waiting to be stored.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<MessageEntry>,
+    bodies: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn add(&mut self, entry: MessageEntry, body: Vec<u8>) {
+        self.bytes += body.len();
+        self.entries.push(entry);
+        self.bodies.push(body);
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= STORE_BATCH_MESSAGES || self.bytes >= STORE_BATCH_BYTES
+    }
+
+    /// Stores the bodies (hashing, zstd, pack writes: off the async
+    /// threads) and moves the entries, with their blob ids, to `out`.
+    async fn store(
+        &mut self,
+        writer: &mut BlobWriter,
+        out: &mut Vec<MessageEntry>,
+        progress: &Progress,
+    ) -> Result<(), SnapshotError> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let bodies = std::mem::take(&mut self.bodies);
+        let ids = writer
+            .off_thread(move |w| {
+                bodies
+                    .iter()
+                    .map(|b| w.put(b).map(|(id, _)| id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        for (mut entry, id) in self.entries.drain(..).zip(ids) {
+            entry.blob = id;
+            progress.downloaded(entry.size);
+            out.push(entry);
+        }
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// Splits flags into system flags and keywords, sorted (so manifests are
