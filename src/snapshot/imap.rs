@@ -271,7 +271,7 @@ async fn download(
 /// hand-off over many small messages, few enough to keep memory flat.
 const STORE_BATCH_MESSAGES: usize = 64;
 /// Bytes of message bodies that end a batch early.
-const STORE_BATCH_BYTES: usize = 4 << 20;
+const STORE_BATCH_BYTES: usize = 1 << 20;
 
 /// Downloaded messages waiting to be stored.
 #[derive(Default)]
