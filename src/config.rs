@@ -1,5 +1,5 @@
-//! The configuration file (TOML, CONTRACT.md §2): parsed, checked and turned
-//! into a validated [`Config`].
+//! The configuration file (TOML; README "Configuration" lists every key):
+//! parsed, checked and turned into a validated [`Config`].
 //!
 //! Every problem is collected and reported at once, each naming its key
 //! (`imap.port: expected an integer from 1 to 65535, found "x"`); unknown keys

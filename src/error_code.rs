@@ -1,9 +1,9 @@
 //! Every stable `error.code` the API answers or a job carries, in one enum.
 //!
-//! A code is a contract (CONTRACT.md §9): the panel and scripts branch on
-//! it, so its spelling never changes once shipped, and each has the HTTP
-//! status it answers with as an API error. The table in `docs/operations.md` §6
-//! is kept equal to this one by a test.
+//! A code is a contract: the panel and scripts branch on it, so its spelling
+//! never changes once shipped, and each has the HTTP status it answers with
+//! as an API error. The table in `docs/operations.md` §6 is kept equal to
+//! this one by a test.
 //!
 //! This module is a leaf: it depends on nothing else of the crate, so the
 //! API, the jobs, the engines and the notification can all name codes

@@ -1,7 +1,7 @@
 //! The `mailrestore` command line: clap definitions, dispatch, and the human
 //! or JSON rendering of what the daemon answers.
 //!
-//! Client commands talk to the daemon over the socket (CONTRACT.md §1); they
+//! Client commands talk to the daemon over the socket (README.md); they
 //! read the configuration only to find the socket, never its secrets. Exit
 //! codes: 0 success, 1 the job or check failed, 2 usage or configuration
 //! error, 3 the daemon cannot be reached.

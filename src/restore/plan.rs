@@ -2,7 +2,7 @@
 //! request time and the live server's namespace and folder names, which
 //! folders to create and where each folder's messages go.
 //!
-//! Rules (CONTRACT.md §3):
+//! Rules (README "The socket API" and docs/operations.md tell them to users):
 //! - the target is a new folder at the top of the personal namespace, named
 //!   by `restore.folder_template` from the request time, with `_2`, `_3`, …
 //!   when that name exists: a restore never merges into an existing folder;
