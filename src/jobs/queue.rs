@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,12 +46,19 @@ pub enum CancelError {
 }
 
 /// A running job's handle on its own record.
+///
+/// Every save writes the record as it is *when the save runs*, under
+/// `save_lock`, so saves can never land out of order: a progress save still
+/// in flight cannot overwrite a later state change with an older copy.
 #[derive(Clone)]
 pub struct JobContext {
     job: Arc<Mutex<Job>>,
     index: Index,
     stop: CancellationToken,
     last_save: Arc<Mutex<Instant>>,
+    save_lock: Arc<Mutex<()>>,
+    /// A progress save is queued on the blocking pool.
+    saving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl JobContext {
@@ -72,29 +80,43 @@ impl JobContext {
     /// Changes the record and saves it now (targets, points: things a
     /// restart must know).
     pub fn update(&self, change: impl FnOnce(&mut Job)) -> Result<(), IndexError> {
-        let job = {
-            let mut job = self.lock();
-            change(&mut job);
-            job.clone()
-        };
+        change(&mut self.lock());
         *self.last_save.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.index.put_job(&job)
+        self.save()
     }
 
-    /// Changes counters; saved at most twice a second (they are rebuilt on resume).
+    /// Changes counters; saved at most twice a second (they are rebuilt on
+    /// resume), on the blocking pool: a counter never waits for an fsync.
     pub fn progress(&self, change: impl FnOnce(&mut Job)) {
-        let job = {
-            let mut job = self.lock();
-            change(&mut job);
-            job.clone()
-        };
-        let mut last = self.last_save.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= Duration::from_millis(500) {
-            *last = Instant::now();
-            if let Err(e) = self.index.put_job(&job) {
-                warn!(job = %job.id, error = %e, "could not save progress");
+        change(&mut self.lock());
+        {
+            let mut last = self.last_save.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < Duration::from_millis(500) {
+                return;
             }
+            *last = Instant::now();
         }
+        if self.saving.swap(true, Ordering::AcqRel) {
+            return; // a save is under way; the next one writes these counters
+        }
+        let ctx = self.clone();
+        let save = move || {
+            if let Err(e) = ctx.save() {
+                warn!(job = %ctx.lock().id, error = %e, "could not save progress");
+            }
+            ctx.saving.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(save)),
+            Err(_) => save(),
+        }
+    }
+
+    /// Writes the record as it is now, durably, after any save before it.
+    fn save(&self) -> Result<(), IndexError> {
+        let _order = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let job = self.job();
+        self.index.put_job(&job)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Job> {
@@ -346,6 +368,8 @@ impl Queue {
             index: self.inner.index.clone(),
             stop: stop.clone(),
             last_save: Arc::new(Mutex::new(Instant::now())),
+            save_lock: Arc::default(),
+            saving: Arc::default(),
         };
         let runner = self.inner.runners.get(&job.kind()).cloned();
         let queue = self.clone();
@@ -387,27 +411,30 @@ impl Queue {
 
     fn finish(&self, ctx: JobContext, result: RunResult) {
         let shutting_down = self.inner.shutdown.is_cancelled();
-        let mut job = ctx.job();
-        if shutting_down && !job.cancel_requested {
+        if shutting_down && !ctx.job().cancel_requested {
             // Stays `running` in the index: resumed at the next start.
-            if let Err(e) = self.inner.index.put_job(&job) {
+            if let Err(e) = ctx.save() {
                 error!(error = %e, "cannot save an interrupted job");
             }
             info!("job interrupted by shutdown; it resumes at the next start");
+            self.state().running.remove(&ctx.job().id);
         } else {
-            job.finished_at = Some(crate::time::now());
-            match result {
-                Ok(()) if job.cancel_requested => job.state = JobState::Cancelled,
-                Ok(()) => job.state = JobState::Succeeded,
-                Err(_) if job.cancel_requested => job.state = JobState::Cancelled,
-                Err(e) => {
-                    job.state = JobState::Failed;
-                    job.error = Some(e);
+            let ended = ctx.update(|job| {
+                job.finished_at = Some(crate::time::now());
+                match result {
+                    Ok(()) if job.cancel_requested => job.state = JobState::Cancelled,
+                    Ok(()) => job.state = JobState::Succeeded,
+                    Err(_) if job.cancel_requested => job.state = JobState::Cancelled,
+                    Err(e) => {
+                        job.state = JobState::Failed;
+                        job.error = Some(e);
+                    }
                 }
-            }
-            if let Err(e) = self.inner.index.put_job(&job) {
+            });
+            if let Err(e) = ended {
                 error!(error = %e, "cannot save a finished job");
             }
+            let job = ctx.job();
             match &job.error {
                 Some(e) => error!(code = %e.code, error = %e.message, "job failed"),
                 None => info!(
@@ -418,8 +445,8 @@ impl Queue {
                     "job ended"
                 ),
             }
+            self.state().running.remove(&job.id);
         }
-        self.state().running.remove(&job.id);
         self.inner.wake.notify_one();
     }
 }
@@ -558,5 +585,32 @@ mod tests {
         wait_for(&q, next.id, JobState::Failed).await;
         stop.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_progress_save_in_flight_never_overwrites_a_later_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        for n in 1..=30u64 {
+            let job = Job::new(JobId(n), "a".into(), JobSpec::Snapshot, crate::time::now());
+            index.put_job(&job).unwrap();
+            let ctx = JobContext {
+                job: Arc::new(Mutex::new(job)),
+                index: index.clone(),
+                stop: CancellationToken::new(),
+                last_save: Arc::new(Mutex::new(Instant::now() - Duration::from_secs(1))),
+                save_lock: Arc::default(),
+                saving: Arc::default(),
+            };
+            ctx.progress(|j| j.progress.messages.done = 7);
+            ctx.update(|j| j.target.folder = Some("INBOX_T".into()))
+                .unwrap();
+            while ctx.saving.load(Ordering::Acquire) {
+                tokio::task::yield_now().await;
+            }
+            let stored: Job = index.job(n).unwrap().unwrap();
+            assert_eq!(stored.target.folder.as_deref(), Some("INBOX_T"), "job {n}");
+            assert_eq!(stored.progress.messages.done, 7, "job {n}");
+        }
     }
 }
