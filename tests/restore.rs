@@ -387,6 +387,12 @@ async fn the_user_and_the_admin_get_a_notification_through_postfix_saying_what_h
     let mut imap = d.login_master(ALICE).unwrap();
     mailrestore_sandbox::demo::seed(&mut imap, d.separator).unwrap();
     imap.logout().unwrap();
+    // The admin's mailbox exists before the notification arrives, as a
+    // provisioned one does (a fresh INBOX created by an IMAP login and an
+    // LMTP delivery at the same instant can make Dovecot 2.3's LMTP panic).
+    let mut admin = d.login_master("admin@example.org").unwrap();
+    admin.select("INBOX").unwrap();
+    admin.logout().unwrap();
     let radicale = sandbox.radicale.as_ref().unwrap();
     let items =
         mailrestore_sandbox::demo::seed_dav(&radicale.user_client(ALICE), "/alice%40example.org/")

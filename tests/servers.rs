@@ -158,6 +158,14 @@ fn postfix_delivers_into_dovecot_over_lmtp() {
         ..SandboxOptions::default()
     });
     let postfix = sandbox.postfix().unwrap();
+    // The mailbox exists before mail arrives, as a provisioned one does:
+    // when an IMAP login and an LMTP delivery both create a fresh INBOX at
+    // the same instant, Dovecot 2.3's LMTP can panic on the list index lock
+    // (EDEADLK) and the IMAP STATUS answers NO [ALREADYEXISTS].
+    let dovecot = sandbox.dovecot().unwrap();
+    let mut provision = dovecot.login("alice@example.org").unwrap();
+    provision.select("INBOX").unwrap();
+    provision.logout().unwrap();
     let message = "From: notify@example.org\r\nTo: alice@example.org\r\n\
 Subject: restore finished\r\nMessage-ID: <smoke@sandbox>\r\n\r\nAll good.\r\n";
     send_smtp(
@@ -168,7 +176,6 @@ Subject: restore finished\r\nMessage-ID: <smoke@sandbox>\r\n\r\nAll good.\r\n";
         message,
     );
 
-    let dovecot = sandbox.dovecot().unwrap();
     let mut imap = dovecot.login("alice@example.org").unwrap();
     let delivered = match imap.wait_for_messages("INBOX", 1, DELIVERY_TIMEOUT) {
         Ok(messages) => messages,
