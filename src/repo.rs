@@ -101,6 +101,12 @@ impl Repository {
         }
     }
 
+    /// [`Repository::get`] off the async worker threads (see [`off_thread`]).
+    pub async fn get_async(&self, id: BlobId) -> Result<Vec<u8>, RepoError> {
+        let repo = self.clone();
+        off_thread(move || repo.get(&id)).await
+    }
+
     /// Reads and verifies blobs off the async worker threads (see
     /// [`off_thread`]).
     pub async fn get_many(&self, ids: Vec<BlobId>) -> Result<Vec<Vec<u8>>, RepoError> {

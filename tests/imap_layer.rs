@@ -650,6 +650,23 @@ async fn greet_and_login<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> BufRea
     conn
 }
 
+/// Answers the EXAMINE of a one-message INBOX, then reads the UID FETCH
+/// that follows it.
+async fn answer_examine_then_await_fetch<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut BufReader<S>,
+) {
+    let (tag, _) = read_command(conn).await;
+    conn.get_mut()
+        .write_all(
+            format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-ONLY] done\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (_, line) = read_command(conn).await;
+    assert!(line.contains("UID FETCH"), "{line}");
+}
+
 fn fake_endpoint(port: u16) -> Endpoint {
     Endpoint::new(
         "127.0.0.1",
@@ -667,16 +684,7 @@ async fn connection_cut_in_the_middle_of_a_literal_is_transient() {
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut conn = greet_and_login(stream).await;
-        let (tag, _) = read_command(&mut conn).await;
-        conn.get_mut()
-            .write_all(
-                format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-ONLY] done\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let (_, line) = read_command(&mut conn).await;
-        assert!(line.contains("UID FETCH"), "{line}");
+        answer_examine_then_await_fetch(&mut conn).await;
         conn.get_mut()
             .write_all(b"* 1 FETCH (UID 1 BODY[] {100000}\r\nonly the first part")
             .await
@@ -714,16 +722,7 @@ async fn a_response_of_endless_small_literals_is_refused_at_its_limit() {
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut conn = greet_and_login(stream).await;
-        let (tag, _) = read_command(&mut conn).await;
-        conn.get_mut()
-            .write_all(
-                format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-ONLY] done\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let (_, line) = read_command(&mut conn).await;
-        assert!(line.contains("UID FETCH"), "{line}");
+        answer_examine_then_await_fetch(&mut conn).await;
         // Every line and literal is small; the response never ends. Writing
         // stops when the client closes the connection.
         let out = conn.get_mut();

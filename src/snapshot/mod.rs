@@ -290,13 +290,7 @@ impl Snapshotter {
     > {
         let (previous, previous_collections) = {
             let (repo, user) = (self.store.clone(), user.to_string());
-            off_thread(move || {
-                Ok::<_, SnapshotError>((
-                    previous_folders(&repo, &user)?,
-                    previous_collections(&repo, &user)?,
-                ))
-            })
-            .await?
+            off_thread(move || previous_point(&repo, &user)).await?
         };
         let work: VecDeque<(usize, MailboxEntry)> = entries.into_iter().enumerate().collect();
         let work = Arc::new(Mutex::new(work));
@@ -483,41 +477,32 @@ fn write_point(repo: &Repository, p: PointParts) -> Result<(Generation, u64), Sn
     Ok((generation, new_blobs))
 }
 
-/// The folder manifests of the user's newest point, by name.
-fn previous_folders(
-    repo: &Repository,
-    user: &str,
-) -> Result<HashMap<String, FolderManifest>, SnapshotError> {
-    let Some(last) = repo.index().generations(user)?.pop() else {
-        return Ok(HashMap::new());
-    };
-    let root: RootManifest = read_manifest(repo, &last.root)?;
-    let mut out = HashMap::new();
-    for f in root.folders {
-        let m: FolderManifest = read_manifest(repo, &f.manifest)?;
-        out.insert(m.name.clone(), m);
-    }
-    Ok(out)
-}
+/// The folder manifests of the user's newest point, by name, and its
+/// collection manifests, by [`dav::collection_key`]; empty for a first point.
+type PreviousPoint = (
+    HashMap<String, FolderManifest>,
+    HashMap<String, CollectionManifest>,
+);
 
-/// The collection manifests of the user's newest point, by
-/// [`dav::collection_key`].
-fn previous_collections(
-    repo: &Repository,
-    user: &str,
-) -> Result<HashMap<String, CollectionManifest>, SnapshotError> {
-    let mut out = HashMap::new();
+/// What the user's newest point holds, read once (blocking).
+fn previous_point(repo: &Repository, user: &str) -> Result<PreviousPoint, SnapshotError> {
     let Some(last) = repo.index().generations(user)?.pop() else {
-        return Ok(out);
+        return Ok(Default::default());
     };
     let root: RootManifest = read_manifest(repo, &last.root)?;
+    let mut folders = HashMap::new();
+    for f in &root.folders {
+        let m: FolderManifest = read_manifest(repo, &f.manifest)?;
+        folders.insert(m.name.clone(), m);
+    }
+    let mut collections = HashMap::new();
     for id in &root.collections {
         let c: CollectionManifest = read_manifest(repo, id)?;
         if let Ok(url) = url::Url::parse("http://x/").and_then(|b| b.join(&c.href)) {
-            out.insert(dav::collection_key(&url), c);
+            collections.insert(dav::collection_key(&url), c);
         }
     }
-    Ok(out)
+    Ok((folders, collections))
 }
 
 /// The id of a point of `user` taken at `t`: `n` > 1 when one exists already.
