@@ -24,7 +24,7 @@ use crate::time::TimeZone;
 use crate::time::Timestamp;
 use tracing::info;
 
-use crate::blob::{BlobId, BlobKind, PackId};
+use crate::blob::{BlobId, BlobKind, BlobLocation, PackId};
 use crate::config::RetentionConfig;
 use crate::manifest::{
     ChunkGroup, CollectionManifest, FolderManifest, Generation, MessageChunk, RootManifest,
@@ -54,6 +54,9 @@ pub struct PruneReport {
     pub bytes_before: u64,
     /// Bytes of packs after (dry run: estimated).
     pub bytes_after: u64,
+    /// Damage found, each naming the pack and the offset: the packs
+    /// concerned were kept as they are.
+    pub damaged: Vec<String>,
 }
 
 /// Why prune stopped.
@@ -71,6 +74,33 @@ pub enum PruneError {
     /// A remaining point's manifest cannot be read: nothing is deleted.
     #[error("a restore point cannot be read, so nothing is reclaimed: {0}")]
     Manifest(#[from] SnapshotError),
+    /// The store is damaged: every pack with damage was kept, the rest was
+    /// reclaimed.
+    #[error("{}", damage_summary(.0))]
+    Damaged(Box<PruneReport>),
+}
+
+impl PruneError {
+    /// True when the prune stopped at (or around) damage in the store.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            PruneError::Damaged(_) | PruneError::Manifest(_) => true,
+            PruneError::Store(e) => e.is_damage(),
+            _ => false,
+        }
+    }
+}
+
+fn damage_summary(report: &PruneReport) -> String {
+    let more = match report.damaged.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    format!(
+        "the store is damaged, so the packs concerned were kept: {}{more}; \
+         run `mailrestore verify --read-data`",
+        report.damaged.first().map_or("", String::as_str)
+    )
 }
 
 impl From<RepoError> for PruneError {
@@ -106,6 +136,10 @@ pub fn prune(
     } else {
         store.size_on_disk()?
     };
+    if !report.damaged.is_empty() {
+        tracing::error!(damaged = ?report.damaged, "prune kept damaged packs");
+        return Err(PruneError::Damaged(Box::new(report)));
+    }
     info!(
         removed = report.removed.len(),
         kept = report.kept,
@@ -166,21 +200,32 @@ fn drop_points(
 
 /// Deletes the packs that hold no live blob and rewrites those mostly dead
 /// (or holding a dropped point's root); returns the bytes the packs take
-/// after (estimated in a dry run).
+/// after (estimated in a dry run). A pack it cannot read whole is kept as
+/// it is and noted in the report's `damaged`.
 fn reclaim(
     store: &Repository,
     live: &HashSet<BlobId>,
     report: &mut PruneReport,
 ) -> Result<u64, PruneError> {
-    let mut per_pack: HashMap<PackId, HashSet<BlobId>> = HashMap::new();
+    let mut per_pack: HashMap<PackId, HashMap<BlobId, BlobLocation>> = HashMap::new();
     for (id, loc) in store.index().blobs()? {
-        per_pack.entry(loc.pack).or_default().insert(id);
+        per_pack.entry(loc.pack).or_default().insert(id, loc);
     }
     let mut bytes_after = 0;
     for (pack_id, path) in store.packs()? {
         // A blob counts here only if the index points at this copy of it.
         let indexed = per_pack.remove(&pack_id).unwrap_or_default();
         bytes_after += reclaim_pack(store, pack_id, &path, &indexed, live, report)?;
+    }
+    // Locations in packs that are gone: a kept point refers to them, so
+    // their absence is damage, never a reason to delete.
+    for (pack_id, blobs) in per_pack {
+        if blobs.keys().any(|id| live.contains(id)) {
+            report.damaged.push(format!(
+                "pack {} holds blobs of kept points but is missing",
+                pack_id.path(store.root()).display()
+            ));
+        }
     }
     Ok(bytes_after)
 }
@@ -190,48 +235,123 @@ fn reclaim_pack(
     store: &Repository,
     pack_id: PackId,
     path: &Path,
-    indexed: &HashSet<BlobId>,
+    indexed: &HashMap<BlobId, BlobLocation>,
     live: &HashSet<BlobId>,
     report: &mut PruneReport,
 ) -> Result<u64, PruneError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| StoreError::io(path, e))?
-        .len();
-    let entries = pack::scan(path, pack_id)?;
-    let live_here: Vec<_> = entries
+    let scan = match pack::scan(path, pack_id) {
+        Ok(scan) => scan,
+        Err(e) if e.is_damage() => {
+            report.damaged.push(e.to_string());
+            return Ok(file_size(path));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(why) = unreadable(&scan, indexed) {
+        report
+            .damaged
+            .push(format!("pack {} is damaged: {why}", path.display()));
+        return Ok(scan.len);
+    }
+    let live_here: Vec<_> = scan
+        .entries
         .iter()
-        .filter(|e| indexed.contains(&e.id) && live.contains(&e.id))
+        .filter(|e| indexed.contains_key(&e.id) && live.contains(&e.id))
         .collect();
     let live_bytes: u64 = live_here
         .iter()
         .map(|e| e.location.stored_len + pack::ENTRY_HEADER)
         .sum();
-    let dead_root = entries
+    let dead_root = scan
+        .entries
         .iter()
         .any(|e| e.kind == BlobKind::Root && !live.contains(&e.id));
     if live_here.is_empty() {
         if !report.dry_run {
-            delete_pack(store, path, indexed.iter().copied().collect())?;
+            delete_pack(store, path, indexed.keys().copied().collect())?;
         }
         report.packs_deleted += 1;
         return Ok(0);
     }
-    let dead_share = 1.0 - live_bytes as f64 / size.max(1) as f64;
+    let dead_share = 1.0 - live_bytes as f64 / scan.len.max(1) as f64;
     if dead_share <= REPACK_DEAD_SHARE && !dead_root {
-        return Ok(size);
+        return Ok(scan.len);
     }
-    if !report.dry_run {
-        let mut writer = store.writer();
-        for e in &live_here {
-            let bytes = store.read_at(&e.id, &e.location)?;
-            writer.put_forced(&bytes, e.kind)?;
-        }
-        writer.flush()?;
-        let dead = indexed.iter().filter(|id| !live.contains(id)).copied();
-        delete_pack(store, path, dead.collect())?;
+    if !report.dry_run && !rewrite(store, path, &live_here, indexed, live, report)? {
+        return Ok(scan.len);
     }
     report.packs_rewritten += 1;
     Ok(live_bytes + pack::FILE_MAGIC.len() as u64)
+}
+
+/// Why a pack cannot be reclaimed safely: a region that is not entries, or
+/// an indexed blob whose location the scan does not find as it is.
+fn unreadable(scan: &pack::PackScan, indexed: &HashMap<BlobId, BlobLocation>) -> Option<String> {
+    if let Some(d) = scan.damaged.first() {
+        return Some(format!(
+            "bytes {}..{} of {} are not readable entries{}",
+            d.offset,
+            d.end,
+            scan.len,
+            match scan.damaged.len() {
+                1 => String::new(),
+                n => format!(" (and {} more regions)", n - 1),
+            }
+        ));
+    }
+    let found: HashMap<BlobId, &BlobLocation> =
+        scan.entries.iter().map(|e| (e.id, &e.location)).collect();
+    indexed.iter().find_map(|(id, loc)| {
+        (found.get(id) != Some(&loc)).then(|| {
+            format!(
+                "the index places blob {id} at offset {}, where the pack has no such entry",
+                loc.offset
+            )
+        })
+    })
+}
+
+/// Copies the live blobs of a pack into a new durable pack and deletes the
+/// old one; keeps the old one (and returns false) when a live blob does not
+/// read back sound.
+fn rewrite(
+    store: &Repository,
+    path: &Path,
+    live_here: &[&pack::ScannedEntry],
+    indexed: &HashMap<BlobId, BlobLocation>,
+    live: &HashSet<BlobId>,
+    report: &mut PruneReport,
+) -> Result<bool, PruneError> {
+    let mut writer = store.writer();
+    let mut sound = true;
+    for e in live_here {
+        match store.read_at(&e.id, &e.location) {
+            Ok(bytes) => {
+                writer.put_forced(&bytes, e.kind)?;
+            }
+            Err(err) if err.is_damage() => {
+                report.damaged.push(format!(
+                    "pack {} is damaged at offset {}: {err}",
+                    path.display(),
+                    e.location.offset
+                ));
+                store.index().mark_damaged(&[(e.id, err.to_string())])?;
+                sound = false;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    // The sound copies move either way; the old pack goes only when all did.
+    writer.flush()?;
+    if sound {
+        let dead = indexed.keys().filter(|id| !live.contains(id)).copied();
+        delete_pack(store, path, dead.collect())?;
+    }
+    Ok(sound)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// Forgets the `dead` blobs' locations, then deletes the pack durably.
@@ -278,4 +398,164 @@ fn live_blobs(store: &Repository, gens: &[Generation]) -> Result<HashSet<BlobId>
         }
     }
     Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::tests::{messages, open, point_at};
+
+    const DAY: i64 = 86_400;
+    const T0: i64 = 1_767_225_600;
+
+    /// Keeps the newest point only.
+    fn newest_only() -> RetentionConfig {
+        RetentionConfig {
+            hourly: 1,
+            daily: 0,
+            weekly: 0,
+            monthly: 0,
+        }
+    }
+
+    /// Two points: an old one of `messages()` (dropped by `newest_only`)
+    /// and a new one of its first 15 messages (kept). Every blob lies in
+    /// the first point's pack, which a sound prune would rewrite.
+    fn two_points(store: &Repository) -> (Vec<Vec<u8>>, GenerationIdPair) {
+        let msgs = messages();
+        let old = point_at(store, &msgs, T0);
+        let new = point_at(store, &msgs[..15], T0 + DAY);
+        (msgs, (old.to_string(), new.to_string()))
+    }
+
+    type GenerationIdPair = (String, String);
+
+    fn prune_now(store: &Repository) -> Result<PruneReport, PruneError> {
+        let now = crate::time::from_second(T0 + DAY + 60).unwrap();
+        prune(
+            store,
+            &newest_only(),
+            &crate::time::UTC,
+            now,
+            &HashSet::new(),
+            false,
+        )
+    }
+
+    /// Flips one byte at `at` in the pack holding `blob`; returns its path.
+    fn flip(store: &Repository, blob: &BlobId, at: u64) -> std::path::PathBuf {
+        let loc = store.index().blob(blob).unwrap().unwrap();
+        let path = loc.pack.path(store.root());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(loc.offset + at) as usize] ^= 0x5a;
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_sound_store_prunes_the_dropped_point_and_keeps_the_other_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (msgs, (_, new)) = two_points(&store);
+        let report = prune_now(&store).unwrap();
+        assert_eq!(report.removed.len(), 1);
+        assert!(
+            report.packs_rewritten + report.packs_deleted >= 1,
+            "{report:?}"
+        );
+        for m in &msgs[..15] {
+            assert_eq!(&store.get(&BlobId::of(m)).unwrap(), m);
+        }
+        let gens = store.index().all_generations().unwrap();
+        assert_eq!(gens.len(), 1);
+        assert_eq!(gens[0].id.to_string(), new);
+        assert!(crate::verify::verify(&store, true).unwrap().is_clean());
+    }
+
+    /// The first round's bug: one damaged entry header made the scan stop,
+    /// and prune deleted or rewrote the pack from what it had scanned.
+    #[test]
+    fn one_damaged_byte_anywhere_in_an_entry_header_deletes_nothing_a_kept_point_uses() {
+        // Each field of the header of the first and of a middle message.
+        for victim in [0usize, 7] {
+            for at in [0u64, 4, 20, 36, 44, 52, 53, 60] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = open(dir.path());
+                let (msgs, _) = two_points(&store);
+                let blob = BlobId::of(&msgs[victim]);
+                let path = flip(&store, &blob, at);
+                let damaged_read = store.get(&blob).is_err();
+                let result = prune_now(&store);
+                let what = format!("message {victim}, header byte {at}: {result:?}");
+                match &result {
+                    Err(e @ PruneError::Damaged(report)) => {
+                        assert!(e.is_damage(), "{what}");
+                        assert!(path.exists(), "the damaged pack is kept: {what}");
+                        assert!(
+                            report
+                                .damaged
+                                .iter()
+                                .any(|d| d.contains(&path.display().to_string())
+                                    && d.contains("offset")
+                                    || d.contains("bytes")),
+                            "the report names pack and offset: {what}"
+                        );
+                    }
+                    // Damage the scan cannot see (a flipped id byte of a
+                    // blob no point uses any more) may prune soundly.
+                    Ok(_) => assert!(!damaged_read || victim >= 15, "{what}"),
+                    Err(e) => panic!("{what}: {e}"),
+                }
+                for m in &msgs[..15] {
+                    let id = BlobId::of(m);
+                    if id != blob {
+                        assert_eq!(&store.get(&id).unwrap(), m, "{what}");
+                    }
+                }
+                assert_eq!(store.index().all_generations().unwrap().len(), 1, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_blob_of_a_kept_point_keeps_its_pack_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (msgs, _) = two_points(&store);
+        let blob = BlobId::of(&msgs[3]);
+        let path = flip(&store, &blob, pack::ENTRY_HEADER + 2);
+        let err = prune_now(&store).unwrap_err();
+        assert!(matches!(err, PruneError::Damaged(_)), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(path.exists());
+        assert!(store.index().is_damaged(&blob).unwrap());
+        for m in msgs[..15].iter().filter(|m| BlobId::of(m) != blob) {
+            assert_eq!(&store.get(&BlobId::of(m)).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_manifest_of_a_kept_point_reclaims_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (msgs, (_, new)) = two_points(&store);
+        let g = store
+            .index()
+            .all_generations()
+            .unwrap()
+            .into_iter()
+            .find(|g| g.id.to_string() == new)
+            .unwrap();
+        let before = store.size_on_disk().unwrap();
+        flip(&store, &g.root, pack::ENTRY_HEADER + 5);
+        let err = prune_now(&store).unwrap_err();
+        assert!(err.is_damage(), "{err}");
+        assert_eq!(store.size_on_disk().unwrap(), before, "nothing reclaimed");
+        for m in &msgs {
+            assert_eq!(&store.get(&BlobId::of(m)).unwrap(), m);
+        }
+    }
 }

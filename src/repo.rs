@@ -31,6 +31,12 @@ pub enum RepoError {
 }
 
 impl RepoError {
+    /// True when the blob is damaged or missing in the store (see
+    /// [`StoreError::is_damage`]).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, RepoError::Store(e) if e.is_damage())
+    }
+
     /// True when the disk is full (ENOSPC, EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         matches!(self, RepoError::Store(e) if e.is_disk_full())
@@ -76,15 +82,32 @@ impl Repository {
         self.store.gc_lock()
     }
 
-    /// True when the blob is stored (durably).
+    /// True when a sound copy of the blob is stored (durably): one that no
+    /// reader has found damaged.
     pub fn contains(&self, id: &BlobId) -> Result<bool, RepoError> {
-        Ok(self.index.blob(id)?.is_some())
+        Ok(self.index.blob(id)?.is_some() && !self.index.is_damaged(id)?)
     }
 
-    /// Reads and verifies a blob.
+    /// Reads and verifies a blob. A blob found damaged or missing is marked
+    /// so in the index (see [`Index::mark_damaged`]): the next snapshot
+    /// fetches it again, and no writer deduplicates against it.
     pub fn get(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
-        let loc = self.index.blob(id)?.ok_or(StoreError::Missing(*id))?;
-        Ok(self.store.read_at(id, &loc)?)
+        let read = match self.index.blob(id)? {
+            Some(loc) => self.store.read_at(id, &loc),
+            None => Err(StoreError::Missing(*id)),
+        };
+        match read {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => {
+                if e.is_damage() {
+                    // Best effort: the read fails either way.
+                    if let Err(mark) = self.index.mark_damaged(&[(*id, e.to_string())]) {
+                        tracing::warn!(blob = %id, error = %mark, "cannot record a damaged blob");
+                    }
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Reads and verifies a blob at a known location.
@@ -105,6 +128,13 @@ impl Repository {
     pub async fn get_async(&self, id: BlobId) -> Result<Vec<u8>, RepoError> {
         let repo = self.clone();
         off_thread(move || repo.get(&id)).await
+    }
+
+    /// Reads several blobs off the async threads, each with its own
+    /// outcome: one damaged blob does not hide the others.
+    pub async fn get_each(&self, ids: Vec<BlobId>) -> Vec<Result<Vec<u8>, RepoError>> {
+        let repo = self.clone();
+        off_thread(move || ids.iter().map(|id| repo.get(id)).collect()).await
     }
 
     /// Reads and verifies blobs off the async worker threads (see
@@ -345,13 +375,109 @@ mod tests {
         w.flush().unwrap();
         let (pack, path) = s.packs().unwrap().remove(0);
         let found = crate::store::pack::scan(&path, pack).unwrap();
-        assert_eq!(found.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
-        for e in &found {
+        assert!(found.is_whole());
+        assert_eq!(found.entries.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+        for e in &found.entries {
             assert_eq!(s.index().blob(&e.id).unwrap(), Some(e.location));
         }
         let len = std::fs::metadata(&path).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        assert_eq!(crate::store::pack::scan(&path, pack).unwrap().len(), 49);
+        let torn = crate::store::pack::scan(&path, pack).unwrap();
+        assert_eq!(torn.entries.len(), 49);
+        let last = found.entries[49].location.offset;
+        assert_eq!(
+            torn.damaged,
+            vec![crate::store::pack::DamagedRegion {
+                offset: last,
+                end: len - 3
+            }],
+            "a torn tail is damage, never silently the end"
+        );
+    }
+
+    /// A pack of `n` incompressible blobs, and their ids.
+    fn pack_of(s: &Repository, n: usize) -> (Vec<BlobId>, PackId, std::path::PathBuf) {
+        let mut w = s.writer();
+        let ids = (0..n)
+            .map(|i| {
+                let bytes: Vec<u8> = (0..500u32)
+                    .map(|j| blake3::hash(&[i as u8, j as u8]).as_bytes()[0])
+                    .collect();
+                w.put(&bytes).unwrap().0
+            })
+            .collect();
+        w.flush().unwrap();
+        let (pack, path) = s.packs().unwrap().remove(0);
+        (ids, pack, path)
+    }
+
+    #[test]
+    fn a_damaged_header_is_a_region_and_the_entries_after_it_are_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (ids, pack, path) = pack_of(&s, 10);
+        let whole = crate::store::pack::scan(&path, pack).unwrap();
+        let third = whole.entries[3].location;
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[third.offset as usize + 40] ^= 0x40; // its raw length
+        std::fs::write(&path, &bytes).unwrap();
+        let scan = crate::store::pack::scan(&path, pack).unwrap();
+        assert!(!scan.is_whole());
+        assert_eq!(scan.damaged[0].offset, third.offset);
+        assert_eq!(scan.damaged[0].end, whole.entries[4].location.offset);
+        let found: Vec<BlobId> = scan.entries.iter().map(|e| e.id).collect();
+        let mut expected = ids.clone();
+        expected.remove(3);
+        assert_eq!(found, expected);
+        assert_eq!(s.get(&ids[3]).unwrap().len(), 500, "the index still knows");
+        bytes[third.offset as usize + 64 + 10] ^= 0x01; // its bytes
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            s.get(&ids[3]),
+            Err(RepoError::Store(StoreError::Corrupt { .. }))
+        ));
+        assert!(s.index().is_damaged(&ids[3]).unwrap(), "marked for refetch");
+        assert!(!s.contains(&ids[3]).unwrap(), "no dedup against it");
+        assert_eq!(s.get(&ids[4]).unwrap().len(), 500);
+    }
+
+    #[test]
+    fn no_byte_of_a_pack_can_make_a_read_or_a_scan_panic_or_allocate_wildly() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+        let mut w = s.writer();
+        let (id, _) = w.put(&big).unwrap();
+        w.put(b"a small one after it").unwrap();
+        w.flush().unwrap();
+        let (pack, path) = s.packs().unwrap().remove(0);
+        let clean = std::fs::read(&path).unwrap();
+        let loc = s.index().blob(&id).unwrap().unwrap();
+        // Every byte of the first header, each bit, and a run of lengths
+        // claiming exabytes: errors, never an abort.
+        for at in 0..(loc.offset + 64) as usize {
+            for bit in 0..8 {
+                let mut bytes = clean.clone();
+                bytes[at] ^= 1 << bit;
+                std::fs::write(&path, &bytes).unwrap();
+                let _ = crate::store::pack::scan(&path, pack);
+                let _ = s.store().read_at(&id, &loc);
+            }
+        }
+        let mut bytes = clean.clone();
+        let o = loc.offset as usize;
+        bytes[o + 36..o + 44].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let lying = BlobLocation {
+            raw_len: u64::MAX / 3,
+            ..loc
+        };
+        assert!(s.store().read_at(&id, &lying).is_err());
+        let lying = BlobLocation {
+            raw_len: loc.raw_len * 1000,
+            ..loc
+        };
+        assert!(s.store().read_at(&id, &lying).is_err());
     }
 }

@@ -68,6 +68,9 @@ pub struct RepairReport {
     pub unreadable_roots: Vec<String>,
     /// Packs that could not be scanned (their blobs are not recovered).
     pub unreadable_packs: Vec<String>,
+    /// Packs read in part: what follows a damaged region is recovered only
+    /// where it reads back sound.
+    pub damaged_regions: Vec<String>,
 }
 
 /// Rebuilds the blob locations and the generations from the packs.
@@ -78,17 +81,18 @@ pub fn rebuild_index(store: &Repository) -> Result<RepairReport, RepoError> {
     let mut roots = Vec::new();
     for (id, path) in store.packs()? {
         // One damaged pack must not keep every other point from coming back.
-        let entries = match pack::scan(&path, id) {
-            Ok(entries) => entries,
+        let scan = match pack::scan(&path, id) {
+            Ok(scan) => scan,
             Err(e) => {
                 report.unreadable_packs.push(e.to_string());
                 continue;
             }
         };
         report.packs += 1;
+        let entries = trusted_entries(store, &path, scan, &mut report);
         report.blobs += entries.len() as u64;
         let locations: Vec<_> = entries.iter().map(|e| (e.id, e.location)).collect();
-        index.put_blobs(&locations)?;
+        index.put_scanned_blobs(&locations)?;
         roots.extend(
             entries
                 .iter()
@@ -112,6 +116,32 @@ pub fn rebuild_index(store: &Repository) -> Result<RepairReport, RepoError> {
     Ok(report)
 }
 
+/// The entries of a scanned pack a rebuild may record: all of them when
+/// the pack reads whole; otherwise those before the first damaged region,
+/// and after it only those that read back sound (a header found by looking
+/// for the next entry magic could be message bytes that look like one).
+fn trusted_entries(
+    store: &Repository,
+    path: &std::path::Path,
+    scan: pack::PackScan,
+    report: &mut RepairReport,
+) -> Vec<pack::ScannedEntry> {
+    let Some(first) = scan.damaged.first() else {
+        return scan.entries;
+    };
+    report.damaged_regions.push(format!(
+        "pack {} is damaged: bytes {}..{} of {} are not readable entries",
+        path.display(),
+        first.offset,
+        first.end,
+        scan.len
+    ));
+    scan.entries
+        .into_iter()
+        .filter(|e| e.location.offset < first.offset || store.read_at(&e.id, &e.location).is_ok())
+        .collect()
+}
+
 /// Checks every restore point (and, with `read_data`, every blob).
 pub fn verify(store: &Repository, read_data: bool) -> Result<VerifyReport, RepoError> {
     let index = store.index();
@@ -125,7 +155,7 @@ pub fn verify(store: &Repository, read_data: bool) -> Result<VerifyReport, RepoE
     for g in index.all_generations()? {
         report.generations += 1;
         let mut problems = Vec::new();
-        check_generation(
+        let marks = check_generation(
             store,
             index,
             &g.root,
@@ -134,6 +164,7 @@ pub fn verify(store: &Repository, read_data: bool) -> Result<VerifyReport, RepoE
             &mut packs_present,
             &mut problems,
         );
+        index.mark_damaged(&marks)?;
         if !problems.is_empty() {
             problems.truncate(10);
             report.damaged.push(Damage {
@@ -216,26 +247,23 @@ fn scan_pack(
     known: Option<&HashMap<u64, (BlobId, BlobLocation)>>,
     report: &mut VerifyReport,
 ) -> Result<(), RepoError> {
-    let entries = match pack::scan(path, pack_id) {
-        Ok(entries) => entries,
+    let scan = match pack::scan(path, pack_id) {
+        Ok(scan) => scan,
         Err(e) => {
             report.bad_blobs.push(e.to_string());
             return Ok(());
         }
     };
-    let end = entries.last().map_or(pack::FILE_MAGIC.len() as u64, |e| {
-        e.location.offset + pack::ENTRY_HEADER + e.location.stored_len
-    });
-    let len = std::fs::metadata(path)
-        .map_err(|e| StoreError::io(path, e))?
-        .len();
-    if end != len {
+    for d in &scan.damaged {
         report.bad_blobs.push(format!(
-            "pack {} is damaged: no readable entry at offset {end} of {len}",
-            path.display()
+            "pack {} is damaged: bytes {}..{} of {} are not readable entries",
+            path.display(),
+            d.offset,
+            d.end,
+            scan.len
         ));
     }
-    for e in entries {
+    for e in scan.entries {
         match known.and_then(|k| k.get(&e.location.offset)) {
             // Read already, through the index.
             Some(&(id, loc)) if id == e.id && loc == e.location => continue,
@@ -272,7 +300,7 @@ fn check_generation(
     referenced: &mut HashSet<BlobId>,
     packs_present: &mut BTreeMap<crate::store::PackId, bool>,
     problems: &mut Vec<String>,
-) {
+) -> Vec<(BlobId, String)> {
     let mut walk = Walk {
         store,
         index,
@@ -280,11 +308,12 @@ fn check_generation(
         referenced,
         packs_present,
         problems,
+        marks: Vec::new(),
     };
     let Some(root) =
         walk.manifest::<RootManifest>(root, "root manifest", |id| format!("root manifest {id}"))
     else {
-        return;
+        return walk.marks;
     };
     let mut blobs = Vec::new();
     for f in &root.folders {
@@ -296,6 +325,7 @@ fn check_generation(
     for (what, blob) in blobs {
         walk.check_blob(&what, blob);
     }
+    walk.marks
 }
 
 /// One point's walk through its manifests, noting every blob it references
@@ -307,6 +337,9 @@ struct Walk<'a> {
     referenced: &'a mut HashSet<BlobId>,
     packs_present: &'a mut BTreeMap<crate::store::PackId, bool>,
     problems: &'a mut Vec<String>,
+    /// Referenced blobs found missing or damaged, for the index's damage
+    /// marks (the next snapshot fetches them again).
+    marks: Vec<(BlobId, String)>,
 }
 
 impl Walk<'_> {
@@ -400,31 +433,38 @@ impl Walk<'_> {
                 false
             }
         };
-        if !present {
-            self.problems
-                .push(format!("{what}: blob {blob} is missing"));
+        let problem = if !present {
+            format!("{what}: blob {blob} is missing")
         } else if self.bad.contains(&blob) {
-            self.problems
-                .push(format!("{what}: blob {blob} is damaged"));
-        }
+            format!("{what}: blob {blob} is damaged")
+        } else {
+            return;
+        };
+        self.marks.push((blob, problem.clone()));
+        self.problems.push(problem);
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::manifest::{
         CollectionCounts, FolderRef, GenerationId, MailCounts, MessageEntry, Namespace,
     };
     use std::path::Path;
 
-    fn open(dir: &Path) -> Repository {
+    pub(crate) fn open(dir: &Path) -> Repository {
         let index = Index::open(&dir.join("index")).unwrap();
         Repository::open(&dir.join("store"), index).unwrap()
     }
 
     /// One point of one folder holding `messages`, all in one pack.
-    fn one_point(store: &Repository, messages: &[Vec<u8>]) -> GenerationId {
+    pub(crate) fn one_point(store: &Repository, messages: &[Vec<u8>]) -> GenerationId {
+        point_at(store, messages, 1_767_225_600)
+    }
+
+    /// [`one_point`] taken at `second` (Unix time).
+    pub(crate) fn point_at(store: &Repository, messages: &[Vec<u8>], second: i64) -> GenerationId {
         let mut w = store.writer();
         let entries: Vec<MessageEntry> = messages
             .iter()
@@ -473,7 +513,7 @@ mod tests {
             .put_kind(&manifest::encode(&folder), BlobKind::Manifest)
             .unwrap()
             .0;
-        let taken_at = crate::time::from_second(1_767_225_600).unwrap();
+        let taken_at = crate::time::from_second(second).unwrap();
         let root = RootManifest {
             format: manifest::MANIFEST_FORMAT,
             id: GenerationId::new(taken_at, 1),
@@ -505,7 +545,7 @@ mod tests {
         root.id
     }
 
-    fn messages() -> Vec<Vec<u8>> {
+    pub(crate) fn messages() -> Vec<Vec<u8>> {
         (0..20)
             .map(|i| format!("Subject: {i}\r\n\r\n{}\r\n", "body ".repeat(i * 10)).into_bytes())
             .collect()

@@ -709,7 +709,7 @@ async fn post_snapshots(
         (status = 400, description = "`bad_request`", body = ErrorBody),
         (status = 408, description = "`request_timeout`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
-        (status = 500, description = "`prune_failed`, `internal_error`", body = ErrorBody)
+        (status = 500, description = "`store_damaged` (damaged packs were kept, the rest reclaimed), `prune_failed`, `internal_error`", body = ErrorBody)
     )
 )]
 async fn post_prune(
@@ -717,11 +717,14 @@ async fn post_prune(
     body: axum::body::Body,
 ) -> ApiResult<axum::Json<PruneReportView>> {
     let req: PruneRequest = read_json(&st, body).await?;
-    let report = st
-        .scheduler
-        .prune(req.dry_run)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::PruneFailed, e.to_string()))?;
+    let report = st.scheduler.prune(req.dry_run).await.map_err(|e| {
+        let code = if e.is_damage() {
+            ErrorCode::StoreDamaged
+        } else {
+            ErrorCode::PruneFailed
+        };
+        ApiError::new(code, e.to_string())
+    })?;
     Ok(axum::Json(PruneReportView::from(&report)))
 }
 

@@ -91,6 +91,9 @@ pub struct CountView {
     pub done: u64,
     /// Total.
     pub total: u64,
+    /// Skipped because the store could not give them back (named in the
+    /// job's `warnings`); included in `done`.
+    pub skipped: u64,
 }
 
 impl From<Count> for CountView {
@@ -98,6 +101,7 @@ impl From<Count> for CountView {
         CountView {
             done: c.done,
             total: c.total,
+            skipped: c.skipped,
         }
     }
 }
@@ -292,6 +296,8 @@ pub struct PruneReportView {
     pub bytes_before: u64,
     /// Bytes of packs after (dry run: estimated).
     pub bytes_after: u64,
+    /// Damage found (the packs concerned were kept).
+    pub damaged: Vec<String>,
 }
 
 impl From<&crate::prune::PruneReport> for PruneReportView {
@@ -304,6 +310,7 @@ impl From<&crate::prune::PruneReport> for PruneReportView {
             packs_rewritten: r.packs_rewritten,
             bytes_before: r.bytes_before,
             bytes_after: r.bytes_after,
+            damaged: r.damaged.clone(),
         }
     }
 }
@@ -336,6 +343,7 @@ mod tests {
             packs_rewritten: 2,
             bytes_before: 1000,
             bytes_after: 400,
+            damaged: vec![],
         };
         assert_eq!(
             serde_json::to_string(&PruneReportView::from(&report)).unwrap(),

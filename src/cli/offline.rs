@@ -10,12 +10,43 @@ use crate::repo::Repository;
 use crate::state::StateDir;
 
 fn open(config: &Config) -> Result<(StateDir, Repository), Failure> {
-    let state = StateDir::open(&config.state_dir).map_err(|e| {
+    let state = lock(config)?;
+    let index = Index::open(&state.index_dir()).map_err(Failure::failed)?;
+    let store = Repository::open(&state.store_dir(), index).map_err(Failure::failed)?;
+    Ok((state, store))
+}
+
+fn lock(config: &Config) -> Result<StateDir, Failure> {
+    StateDir::open(&config.state_dir).map_err(|e| {
         Failure::failed(format!(
             "{e}; stop the daemon (systemctl stop mailrestore) to run this offline"
         ))
-    })?;
-    let index = Index::open(&state.index_dir()).map_err(Failure::failed)?;
+    })
+}
+
+/// Opens the state directory for a repair: an index that cannot be opened
+/// is moved aside (kept for inspection, never deleted) and a new one is
+/// made, which the rebuild then fills from the packs.
+fn open_for_repair(config: &Config) -> Result<(StateDir, Repository), Failure> {
+    let state = lock(config)?;
+    let dir = state.index_dir();
+    let index = match Index::open(&dir) {
+        Ok(index) => index,
+        Err(e) => {
+            let aside = dir.with_extension(format!(
+                "unreadable-{}",
+                crate::time::now().format("%Y%m%dT%H%M%SZ")
+            ));
+            eprintln!(
+                "the index cannot be opened ({e}); moving it aside to {} and rebuilding it from the store",
+                aside.display()
+            );
+            std::fs::rename(&dir, &aside).map_err(|e| {
+                Failure::failed(format!("cannot move {} aside: {e}", dir.display()))
+            })?;
+            Index::open(&dir).map_err(Failure::failed)?
+        }
+    };
     let store = Repository::open(&state.store_dir(), index).map_err(Failure::failed)?;
     Ok((state, store))
 }
@@ -27,7 +58,11 @@ pub fn verify(
     repair: bool,
     json: bool,
 ) -> Result<ExitCode, Failure> {
-    let (_state, store) = open(config)?;
+    let (_state, store) = if repair {
+        open_for_repair(config)?
+    } else {
+        open(config)?
+    };
     let repaired = if repair {
         let r = crate::verify::rebuild_index(&store).map_err(Failure::failed)?;
         if !json {
@@ -37,6 +72,9 @@ pub fn verify(
             );
             for u in &r.unreadable_roots {
                 println!("  unreadable root manifest: {u}");
+            }
+            for p in r.unreadable_packs.iter().chain(&r.damaged_regions) {
+                println!("  {p}");
             }
         }
         Some(r)

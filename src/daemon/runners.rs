@@ -121,6 +121,7 @@ impl Notifier {
                 .unwrap_or_else(|| job.target.addressbooks.clone()),
             messages: job.progress.messages.done,
             messages_total: job.progress.messages.total,
+            skipped: job.progress.messages.skipped + job.progress.items.skipped,
             bytes: job.progress.bytes.done,
             items: job.progress.items.done,
             duration,

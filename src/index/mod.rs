@@ -8,6 +8,8 @@
 //! Invariant: a write that callers rely on after a crash (a job state change,
 //! a generation commit) is flushed to disk before the call returns.
 
+mod durable;
+
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::path::Path;
@@ -41,6 +43,14 @@ pub enum IndexError {
         /// The key, printed.
         key: String,
     },
+    /// A file of the index could not be made durable or read.
+    #[error("index file I/O in {dir}: {source}")]
+    Io {
+        /// The index directory.
+        dir: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The index was written by an incompatible version.
     #[error("index format {found} is not supported (this build reads format {expected})")]
     Format {
@@ -59,6 +69,7 @@ const JOBS: &str = "jobs";
 const BLOBS: &str = "blobs";
 const GENERATIONS: &str = "generations";
 const JOURNAL: &str = "journal";
+const DAMAGED: &str = "damaged";
 
 /// What the index needs of a job record (the jobs module's `Job`): its
 /// number, and whether it may be forgotten. The index stores it as JSON and
@@ -109,12 +120,15 @@ pub struct Index {
     blobs: sled::Tree,
     generations: sled::Tree,
     journal: sled::Tree,
+    damaged: sled::Tree,
+    files: std::sync::Arc<durable::SledFiles>,
+    job_ids: std::sync::Arc<durable::JobIdFloor>,
 }
 
 impl Index {
     /// Opens (or creates) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::LowSpace)
             // No background flusher: every write callers rely on is flushed
@@ -123,12 +137,33 @@ impl Index {
             // the next snapshot's writes (+29 to +84 KiB for one message
             // after a 50,000-location commit). Cleaning still happens, one
             // page per node rewrite, inside our own writes.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled 0.34 panics on some damage instead of answering an error:
+        // a damaged index must be an error the caller can act on (`verify
+        // --repair` moves it aside), never a crashed process.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
+            .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("sled panicked");
+            IndexError::Io {
+                dir: dir.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()),
+            }
+        })??;
+        let io = |source| IndexError::Io {
+            dir: dir.to_owned(),
+            source,
+        };
+        let files = std::sync::Arc::new(durable::SledFiles::open(dir).map_err(io)?);
+        let job_ids = std::sync::Arc::new(durable::JobIdFloor::open(dir).map_err(io)?);
         match db.get("format")? {
             None => {
                 db.insert("format", FORMAT_VERSION.to_string().as_bytes())?;
                 db.flush()?;
+                files.sync().map_err(io)?;
             }
             Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
             Some(v) => {
@@ -142,29 +177,57 @@ impl Index {
         let blobs = db.open_tree(BLOBS)?;
         let generations = db.open_tree(GENERATIONS)?;
         let journal = db.open_tree(JOURNAL)?;
+        let damaged = db.open_tree(DAMAGED)?;
         Ok(Index {
             db,
             jobs,
             blobs,
             generations,
             journal,
+            damaged,
+            files,
+            job_ids,
         })
     }
 
+    /// Flushes sled and fsyncs what it wrote: every write callers rely on
+    /// after a crash ends with this.
+    fn durable(&self) -> Result<(), IndexError> {
+        self.db.flush()?;
+        self.files.sync().map_err(|source| IndexError::Io {
+            dir: self.files_dir(),
+            source,
+        })
+    }
+
+    fn files_dir(&self) -> std::path::PathBuf {
+        self.files.dir().to_owned()
+    }
+
     /// A new job number, never handed out before (survives restarts).
+    /// Numbers are reserved durably beside the index before they are
+    /// handed out, so a lost or rebuilt index never hands one out again.
     pub fn next_job_id(&self) -> Result<u64, IndexError> {
         // Our own counter (sled's generate_id jumps by a million at each
         // start): 1, 2, … durably, never reused.
+        let floor = self.job_ids.get();
         let next = self.db.update_and_fetch("next_job_id", |old| {
             let n = old
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map_or(0, u64::from_be_bytes);
-            Some((n + 1).to_be_bytes().to_vec())
+            Some((n.max(floor) + 1).to_be_bytes().to_vec())
         })?;
-        self.db.flush()?;
-        Ok(next
+        let next = next
             .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(1, u64::from_be_bytes))
+            .map_or(1, u64::from_be_bytes);
+        self.job_ids
+            .reserve(next)
+            .map_err(|source| IndexError::Io {
+                dir: self.files_dir(),
+                source,
+            })?;
+        self.durable()?;
+        Ok(next)
     }
 
     /// Writes a job record durably.
@@ -172,7 +235,7 @@ impl Index {
         // Job records are plain structs: always serialisable.
         let value = serde_json::to_vec(job).expect("a job record always serialises");
         self.jobs.insert(job.number().to_be_bytes(), value)?;
-        self.jobs.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -207,7 +270,7 @@ impl Index {
         let bytes = serde_json::to_vec(value).expect("journal records serialise");
         self.journal
             .insert(journal_key(job.into(), &key.name), bytes)?;
-        self.journal.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -238,7 +301,7 @@ impl Index {
                 n += 1;
             }
         }
-        self.jobs.flush()?;
+        self.durable()?;
         Ok(n)
     }
 
@@ -255,15 +318,39 @@ impl Index {
         }
     }
 
-    /// Records the locations of a durable pack's blobs, durably.
+    /// Records the locations of a durable pack's blobs, durably. The blobs
+    /// were just written from bytes that hash to their ids: any earlier
+    /// damaged copy of them is superseded.
     pub fn put_blobs(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
         self.insert_blobs(entries)?;
-        self.blobs.flush()?;
+        self.durable()?;
+        Ok(())
+    }
+
+    /// Records locations found by scanning packs (a rebuild), durably. They
+    /// are not known to be sound: damage marks stay.
+    pub fn put_scanned_blobs(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
+        self.insert_locations(entries)?;
+        self.durable()?;
+        Ok(())
+    }
+
+    /// Adds the locations of freshly written blobs (not flushed) and clears
+    /// their damage marks.
+    fn insert_blobs(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
+        self.insert_locations(entries)?;
+        if !self.damaged.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (id, _) in entries {
+                batch.remove(&id.0[..]);
+            }
+            self.damaged.apply_batch(batch)?;
+        }
         Ok(())
     }
 
     /// Adds blob locations (not flushed).
-    fn insert_blobs(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
+    fn insert_locations(&self, entries: &[(BlobId, BlobLocation)]) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
         for (id, loc) in entries {
             batch.insert(&id.0[..], &loc.to_bytes()[..]);
@@ -272,15 +359,53 @@ impl Index {
         self.settle(entries.iter().map(|(id, _)| id))
     }
 
+    /// Records blobs found damaged or missing where a point refers to them,
+    /// with what was wrong: the next snapshot fetches them again from the
+    /// server, and no writer deduplicates against the damaged copy.
+    pub fn mark_damaged(&self, found: &[(BlobId, String)]) -> Result<(), IndexError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (id, why) in found {
+            batch.insert(&id.0[..], why.as_bytes());
+        }
+        self.damaged.apply_batch(batch)?;
+        self.durable()
+    }
+
+    /// True when a blob was found damaged and not written again since.
+    pub fn is_damaged(&self, id: &BlobId) -> Result<bool, IndexError> {
+        Ok(!self.damaged.is_empty() && self.damaged.contains_key(id.0)?)
+    }
+
+    /// Every blob found damaged and not written again since.
+    pub fn damaged_blobs(&self) -> Result<std::collections::HashSet<BlobId>, IndexError> {
+        self.damaged
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                Ok(BlobId(k.as_ref().try_into().map_err(|_| {
+                    IndexError::Damaged {
+                        tree: DAMAGED,
+                        key: format!("{k:?}"),
+                    }
+                })?))
+            })
+            .collect()
+    }
+
     /// Forgets blob locations (prune, after their packs are rewritten).
     pub fn remove_blobs(&self, ids: &[BlobId]) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
         for id in ids {
             batch.remove(&id.0[..]);
         }
-        self.blobs.apply_batch(batch)?;
+        self.blobs.apply_batch(batch.clone())?;
+        self.damaged.apply_batch(batch)?;
         self.settle(ids.iter())?;
-        self.blobs.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -326,7 +451,7 @@ impl Index {
         let value = serde_json::to_vec(g).expect("a Generation always serialises");
         self.generations
             .insert(generation_key(&g.user, &g.id), value)?;
-        self.generations.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -342,14 +467,14 @@ impl Index {
         let value = serde_json::to_vec(g).expect("a Generation always serialises");
         self.generations
             .insert(generation_key(&g.user, &g.id), value)?;
-        self.db.flush()?;
+        self.durable()?;
         Ok(())
     }
 
     /// Removes a generation (prune).
     pub fn remove_generation(&self, user: &str, id: &GenerationId) -> Result<(), IndexError> {
         self.generations.remove(generation_key(user, id))?;
-        self.generations.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -398,7 +523,8 @@ impl Index {
     pub fn clear_store_records(&self) -> Result<(), IndexError> {
         self.blobs.clear()?;
         self.generations.clear()?;
-        self.db.flush()?;
+        self.damaged.clear()?;
+        self.durable()?;
         Ok(())
     }
 

@@ -186,6 +186,15 @@ pub struct Count {
     pub done: u64,
     /// Known total (0 while unknown).
     pub total: u64,
+    /// Skipped because the store could not give them back whole (each one
+    /// is named in the job's warnings); counted in `done` too, since the
+    /// job is past them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How far a job has come.

@@ -55,6 +55,9 @@ pub struct RestoreReport {
     pub messages: u64,
     /// Messages in the point's scope.
     pub messages_total: u64,
+    /// Messages and items skipped because the store could not give them
+    /// back (each is named in `warnings`).
+    pub skipped: u64,
     /// Bytes restored.
     pub bytes: u64,
     /// Calendar and contact items restored.
@@ -208,6 +211,9 @@ fn body(r: &RestoreReport, w: &Words, folder: &str, tz: &TimeZone) -> String {
     }
     let (done, total, size) = (r.messages, r.messages_total, mb(r.bytes));
     body.push_str(&format!("{}{done} {} {total} ({size})\n", w.messages, w.of));
+    if r.skipped > 0 {
+        body.push_str(&w.skipped.replace("{n}", &r.skipped.to_string()));
+    }
     if r.items > 0 {
         body.push_str(&format!("{}{}\n", w.items, r.items));
     }
@@ -250,6 +256,7 @@ struct Words {
     calendar: &'static str,
     addressbook: &'static str,
     messages: &'static str,
+    skipped: &'static str,
     of: &'static str,
     items: &'static str,
     duration: &'static str,
@@ -283,6 +290,7 @@ const EN: Words = Words {
     calendar: "Calendar: ",
     addressbook: "Address book: ",
     messages: "Messages: ",
+    skipped: "{n} message(s) or item(s) could not be read back from the restore point and were skipped (listed below).\n",
     of: "of",
     items: "Calendar and contact items: ",
     duration: "Duration: about {minutes} min\n",
@@ -309,6 +317,7 @@ const FR: Words = Words {
     calendar: "Calendrier : ",
     addressbook: "Carnet d'adresses : ",
     messages: "Messages : ",
+    skipped: "{n} message(s) ou élément(s) n'ont pas pu être relus dans le point de restauration et ont été ignorés (liste ci-dessous).\n",
     of: "sur",
     items: "Éléments de calendrier et contacts : ",
     duration: "Durée : environ {minutes} min\n",
@@ -364,6 +373,7 @@ mod tests {
             addressbooks: vec![],
             messages: 120,
             messages_total: 500,
+            skipped: 0,
             bytes: 12_000_000,
             items: 0,
             duration: Duration::from_secs(95),

@@ -282,6 +282,13 @@ pub async fn restore_items(
                     p.display_name
                 ));
             }
+            ItemResult::Unreadable { name, why } => {
+                shared.add_skipped_items(1);
+                shared.warn_once(format!(
+                    "{}: {name} cannot be read back from the store and was skipped: {why}",
+                    p.display_name
+                ));
+            }
         }
         journal.done += 1;
         since_save += 1;
@@ -306,11 +313,19 @@ async fn load_and_put(
     kind: CollectionKind,
     item: &ItemEntry,
 ) -> Result<ItemResult, RestoreError> {
-    let bytes = store
-        .get_many(vec![item.blob])
-        .await?
-        .pop()
-        .unwrap_or_default();
+    let bytes = match store.get_async(item.blob).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_damage() => {
+            let name = percent_encoding::percent_decode_str(&item.name)
+                .decode_utf8_lossy()
+                .into_owned();
+            return Ok(ItemResult::Unreadable {
+                name,
+                why: e.to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     put_item(client, collection, kind, item, Bytes::from(bytes)).await
 }
 
@@ -322,6 +337,11 @@ enum ItemResult {
         new: String,
     },
     Refused {
+        name: String,
+        why: String,
+    },
+    /// The store could not give the item back whole: skipped.
+    Unreadable {
         name: String,
         why: String,
     },

@@ -18,7 +18,6 @@ use crate::protocol::imap::{
     AppendMessage, BodySection, FetchItems, FetchRequest, Flag, ImapError, InternalDate,
     MailboxName, ResponseCode, Uid, UidRange, UidSet,
 };
-use crate::repo::Repository;
 
 use super::{FolderJournal, Pending, RestoreError, Shared};
 
@@ -143,13 +142,18 @@ impl FolderRestore<'_, '_> {
         start: usize,
         batch: &[MessageEntry],
     ) -> Result<Batch, RestoreError> {
-        let bodies = load(self.shared.store, batch).await?;
-        let flags: Vec<Vec<Flag>> = batch
+        let (sendable, bodies, unreadable) = self.load(batch).await?;
+        let flags: Vec<Vec<Flag>> = sendable
             .iter()
             .map(|e| restorable_flags(e, kept, self.shared, self.target))
             .collect();
         self.journal_pending(conn, start, batch.len()).await?;
-        match append(conn, &self.mailbox, batch, &bodies, &flags).await {
+        let sent = if sendable.is_empty() {
+            Ok(())
+        } else {
+            append(conn, &self.mailbox, &sendable, &bodies, &flags).await
+        };
+        match sent {
             Ok(()) => {}
             // MULTIAPPEND is all or nothing: nothing of this batch landed.
             Err(e) if batch.len() > 1 && (is_per_message(&e) || is_over_quota(&e)) => {
@@ -171,7 +175,41 @@ impl FolderRestore<'_, '_> {
         self.save().await?;
         self.shared
             .add_done(batch.iter().map(|e| e.size).sum(), batch.len() as u64);
+        self.shared.add_skipped_messages(unreadable);
         Ok(Batch::Landed)
+    }
+
+    /// Reads a batch's messages from the store. One that cannot be read
+    /// back whole (damaged, missing) is skipped and named in the job's
+    /// warnings; everything else goes. Returns the messages to send, their
+    /// bytes and how many were skipped.
+    async fn load<'e>(
+        &self,
+        batch: &'e [MessageEntry],
+    ) -> Result<(Vec<&'e MessageEntry>, Vec<Vec<u8>>, u64), RestoreError> {
+        let read = self
+            .shared
+            .store
+            .get_each(batch.iter().map(|e| e.blob).collect())
+            .await;
+        let (mut sendable, mut bodies, mut skipped) = (Vec::new(), Vec::new(), 0);
+        for (e, r) in batch.iter().zip(read) {
+            match r {
+                Ok(body) => {
+                    sendable.push(e);
+                    bodies.push(body);
+                }
+                Err(err) if err.is_damage() => {
+                    skipped += 1;
+                    self.shared.warn_once(format!(
+                        "{}: message (UID {} in the restore point, {} bytes, received {}) cannot be read back from the store and was skipped: {err}",
+                        self.target, e.uid, e.size, e.internal_date
+                    ));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok((sendable, bodies, skipped))
     }
 
     /// Journals the batch of `count` entries from `start` on as pending,
@@ -197,7 +235,7 @@ impl FolderRestore<'_, '_> {
 async fn append(
     conn: &mut ImapConnection,
     mailbox: &MailboxName,
-    batch: &[MessageEntry],
+    batch: &[&MessageEntry],
     bodies: &[Vec<u8>],
     flags: &[Vec<Flag>],
 ) -> Result<(), ImapError> {
@@ -257,13 +295,6 @@ fn batch_end(entries: &[MessageEntry], start: usize, multiappend: bool) -> usize
         end += 1;
     }
     end
-}
-
-/// The messages of a batch, read and verified off the async threads.
-async fn load(store: &Repository, slice: &[MessageEntry]) -> Result<Vec<Vec<u8>>, RestoreError> {
-    Ok(store
-        .get_many(slice.iter().map(|e| e.blob).collect())
-        .await?)
 }
 
 fn is_over_quota(e: &ImapError) -> bool {

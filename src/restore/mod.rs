@@ -30,7 +30,7 @@ use crate::net::dav::DavClient;
 use crate::net::imap::{Endpoint, ImapConnection};
 use crate::protocol::imap::ImapError;
 use crate::repo::{RepoError, Repository, off_thread};
-use crate::snapshot::{SnapshotError, folder_messages, imap_job_error, read_manifest};
+use crate::snapshot::{SnapshotError, imap_job_error, read_manifest};
 use crate::store::StoreError;
 use plan::{LiveNamespace, Plan, SourceFolder};
 
@@ -171,6 +171,8 @@ struct Loaded {
     /// Empty for scope `inbox`.
     collections: Vec<CollectionManifest>,
     scope: Scope,
+    /// What could not be read back (damage), for the job's warnings.
+    warnings: Vec<String>,
 }
 
 /// The plans of a restore, as journaled.
@@ -189,25 +191,97 @@ fn load_point(repo: &Repository, user: &str, spec: RestoreSpec) -> Result<Loaded
                 point: spec.point.to_string(),
             })?;
     let root: RootManifest = read_manifest(repo, &generation.root)?;
-    let folders = root
-        .folders
-        .iter()
-        .map(|f| read_manifest::<FolderManifest>(repo, &f.manifest))
-        .collect::<Result<Vec<_>, _>>()?;
-    let collections = match spec.scope {
-        Scope::All => root
-            .collections
-            .iter()
-            .map(|id| read_manifest(repo, id))
-            .collect::<Result<Vec<_>, _>>()?,
-        Scope::Inbox => Vec::new(),
-    };
+    let mut warnings = Vec::new();
+    let mut folders = Vec::with_capacity(root.folders.len());
+    for f in &root.folders {
+        folders.push(match read_manifest::<FolderManifest>(repo, &f.manifest) {
+            Ok(m) => m,
+            // The folder is still created (its place in the plan and its
+            // subfolders stay as they were), empty.
+            Err(e) if e.is_damage() => {
+                warnings.push(format!(
+                    "folder {:?}: its list of messages cannot be read back from the store, so none of its messages are restored: {e}",
+                    f.name
+                ));
+                unreadable_folder(&root, f)
+            }
+            Err(e) => return Err(e.into()),
+        });
+    }
+    let mut collections = Vec::new();
+    if spec.scope == Scope::All {
+        for id in &root.collections {
+            match read_manifest(repo, id) {
+                Ok(c) => collections.push(c),
+                Err(e) if e.is_damage() => warnings.push(format!(
+                    "a calendar or address book of the point cannot be read back from the store and is not restored: {e}"
+                )),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     Ok(Loaded {
         root,
         folders,
         collections,
         scope: spec.scope,
+        warnings,
     })
+}
+
+/// Stands for a folder whose manifest is damaged: its name, no messages.
+fn unreadable_folder(root: &RootManifest, f: &crate::manifest::FolderRef) -> FolderManifest {
+    FolderManifest {
+        name: f.name.clone(),
+        wire_name: f.name.clone(),
+        separator: root.namespace.separator,
+        special_use: Vec::new(),
+        subscribed: true,
+        selectable: true,
+        uid_validity: 0,
+        uid_next: 0,
+        highest_modseq: None,
+        messages: 0,
+        bytes: 0,
+        groups: Vec::new(),
+    }
+}
+
+/// A folder's messages, in UID order, without those of chunks that cannot
+/// be read back (named in the returned warnings). The same damage gives
+/// the same list every time, so a resumed restore's journal still lines up.
+fn readable_messages(
+    repo: &Repository,
+    folder: &FolderManifest,
+) -> Result<(Vec<MessageEntry>, Vec<String>), RestoreError> {
+    let mut out = Vec::with_capacity(folder.messages as usize);
+    let mut warnings = Vec::new();
+    let mut damaged = |e: SnapshotError| -> Result<(), RestoreError> {
+        if !e.is_damage() {
+            return Err(e.into());
+        }
+        warnings.push(format!(
+            "folder {:?}: some of its messages cannot be listed from the store and are not restored: {e}",
+            folder.name
+        ));
+        Ok(())
+    };
+    for g in &folder.groups {
+        let group: crate::manifest::ChunkGroup = match read_manifest(repo, g) {
+            Ok(group) => group,
+            Err(e) => {
+                damaged(e)?;
+                continue;
+            }
+        };
+        for c in &group.chunks {
+            match read_manifest::<crate::manifest::MessageChunk>(repo, c) {
+                Ok(chunk) => out.extend(chunk.messages),
+                Err(e) => damaged(e)?,
+            }
+        }
+    }
+    Ok((out, warnings))
 }
 
 /// Puts the plan's target and totals on the job, for the panel.
@@ -233,14 +307,17 @@ fn announce(ctx: &JobContext, point: &Loaded, plans: &Plans) -> Result<(), Resto
         j.progress.messages = crate::jobs::Count {
             done: 0,
             total: messages,
+            ..Default::default()
         };
         j.progress.bytes = crate::jobs::Count {
             done: 0,
             total: bytes,
+            ..Default::default()
         };
         j.progress.items = crate::jobs::Count {
             done: 0,
             total: items,
+            ..Default::default()
         };
         for c in plans.dav.iter().flat_map(|p| &p.collections) {
             let path = url::Url::parse(&c.url)
@@ -292,6 +369,18 @@ impl Shared<'_> {
             job.progress.messages.done += messages;
             job.progress.bytes.done += bytes;
         });
+    }
+
+    fn add_skipped_messages(&self, n: u64) {
+        if n > 0 {
+            self.ctx.progress(|job| job.progress.messages.skipped += n);
+        }
+    }
+
+    fn add_skipped_items(&self, n: u64) {
+        if n > 0 {
+            self.ctx.progress(|job| job.progress.items.skipped += n);
+        }
     }
 
     fn done_messages(&self) -> (u64, u64) {
@@ -396,6 +485,9 @@ impl Restorer {
         for r in &plans.mail.renamed {
             info!(rename = %r, "folder name made safe");
             shared.warn_once(format!("folder renamed to be safe: {r}"));
+        }
+        for w in &point.warnings {
+            shared.warn_once(w.clone());
         }
         let journals = self
             .create_folders(&mut first, &plans.mail, &shared)
@@ -619,7 +711,12 @@ impl Restorer {
             let Some((i, src, journal)) = next else { break };
             let entries: Vec<MessageEntry> = {
                 let (repo, folder) = (self.store.clone(), folders[src].clone());
-                off_thread(move || folder_messages(&repo, &folder)).await?
+                let (entries, warnings) =
+                    off_thread(move || readable_messages(&repo, &folder)).await?;
+                for w in warnings {
+                    shared.warn_once(w);
+                }
+                entries
             };
             let mut journal = journal;
             let mut attempt = 0;

@@ -111,7 +111,16 @@ async fn known_messages(
     let old = match prev {
         Some(p) => {
             let (repo, p) = (store.clone(), p.clone());
-            off_thread(move || load_entries(&repo, &p)).await?
+            match off_thread(move || load_entries(&repo, &p)).await {
+                Ok(old) => old,
+                Err(e) if e.is_damage() => {
+                    progress.warn(format!(
+                        "the previous point's list of messages cannot be read ({e}): the folder is read again in full"
+                    ));
+                    HashMap::new()
+                }
+                Err(e) => return Err(e),
+            }
         }
         None => HashMap::new(),
     };
@@ -149,14 +158,20 @@ fn finish(
     Ok(folder)
 }
 
+/// The previous point's messages of a folder, by UID, without those whose
+/// blob was found damaged since: they download again.
 fn load_entries(
     store: &Repository,
     prev: &FolderManifest,
 ) -> Result<HashMap<u32, MessageEntry>, SnapshotError> {
-    Ok(super::folder_messages(store, prev)?
-        .into_iter()
-        .map(|m| (m.uid, m))
-        .collect())
+    let index = store.index();
+    let mut out = HashMap::new();
+    for m in super::folder_messages(store, prev)? {
+        if !index.is_damaged(&m.blob)? {
+            out.insert(m.uid, m);
+        }
+    }
+    Ok(out)
 }
 
 /// Brings the flags of known messages up to date; returns the entries still

@@ -69,6 +69,16 @@ impl From<RepoError> for SnapshotError {
 }
 
 impl SnapshotError {
+    /// True when what failed is damage in the store (a blob or manifest
+    /// that does not read back), not the server or the disk.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            SnapshotError::Store(e) => e.is_damage(),
+            SnapshotError::Manifest { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The job error: a stable code and a sentence.
     pub fn to_job_error(&self) -> JobError {
         match self {
@@ -290,7 +300,11 @@ impl Snapshotter {
     > {
         let (previous, previous_collections) = {
             let (repo, user) = (self.store.clone(), user.to_string());
-            off_thread(move || previous_point(&repo, &user)).await?
+            let (previous, warnings) = off_thread(move || previous_point(&repo, &user)).await?;
+            for w in warnings {
+                progress.warn(w);
+            }
+            previous
         };
         let work: VecDeque<(usize, MailboxEntry)> = entries.into_iter().enumerate().collect();
         let work = Arc::new(Mutex::new(work));
@@ -485,24 +499,85 @@ type PreviousPoint = (
 );
 
 /// What the user's newest point holds, read once (blocking).
-fn previous_point(repo: &Repository, user: &str) -> Result<PreviousPoint, SnapshotError> {
+///
+/// Damage there never stops a snapshot: a manifest that cannot be read is
+/// left out (its folder or collection is read again in full, with a
+/// warning), and a folder or collection holding a blob found damaged since
+/// is marked changed, so that blob is fetched again.
+fn previous_point(
+    repo: &Repository,
+    user: &str,
+) -> Result<(PreviousPoint, Vec<String>), SnapshotError> {
+    let mut warnings = Vec::new();
     let Some(last) = repo.index().generations(user)?.pop() else {
         return Ok(Default::default());
     };
-    let root: RootManifest = read_manifest(repo, &last.root)?;
+    let root: RootManifest = match read_manifest(repo, &last.root) {
+        Ok(root) => root,
+        Err(e) if e.is_damage() => {
+            warnings.push(format!(
+                "the previous point {} cannot be read ({e}): every folder is read again in full",
+                last.id
+            ));
+            return Ok((Default::default(), warnings));
+        }
+        Err(e) => return Err(e),
+    };
+    let damaged = repo.index().damaged_blobs()?;
     let mut folders = HashMap::new();
     for f in &root.folders {
-        let m: FolderManifest = read_manifest(repo, &f.manifest)?;
-        folders.insert(m.name.clone(), m);
+        match read_manifest::<FolderManifest>(repo, &f.manifest) {
+            Ok(mut m) => {
+                if !damaged.is_empty() && holds_damage(repo, &m, &damaged) {
+                    // Not unchanged, and no CHANGEDSINCE shortcut: the
+                    // damaged messages are left out of what is carried
+                    // over (see `imap::load_entries`), so they download.
+                    m.highest_modseq = None;
+                    m.uid_next = 0;
+                }
+                folders.insert(m.name.clone(), m);
+            }
+            Err(e) if e.is_damage() => warnings.push(format!(
+                "folder {:?} of the previous point cannot be read ({e}): it is read again in full",
+                f.name
+            )),
+            Err(e) => return Err(e),
+        }
     }
     let mut collections = HashMap::new();
     for id in &root.collections {
-        let c: CollectionManifest = read_manifest(repo, id)?;
+        let mut c: CollectionManifest = match read_manifest(repo, id) {
+            Ok(c) => c,
+            Err(e) if e.is_damage() => {
+                warnings.push(format!(
+                    "a collection of the previous point cannot be read ({e}): it is read again in full"
+                ));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if c.items.iter().any(|i| damaged.contains(&i.blob)) {
+            c.items.retain(|i| !damaged.contains(&i.blob));
+            c.sync_token = None;
+            c.ctag = None;
+        }
         if let Ok(url) = url::Url::parse("http://x/").and_then(|b| b.join(&c.href)) {
             collections.insert(dav::collection_key(&url), c);
         }
     }
-    Ok((folders, collections))
+    Ok(((folders, collections), warnings))
+}
+
+/// True when a folder of the previous point refers to a damaged blob (or
+/// cannot be listed, which [`imap::load_entries`] then treats as empty).
+fn holds_damage(
+    repo: &Repository,
+    folder: &FolderManifest,
+    damaged: &std::collections::HashSet<BlobId>,
+) -> bool {
+    folder_messages(repo, folder).map_or(true, |entries| {
+        entries.iter().any(|e| damaged.contains(&e.blob))
+    })
 }
 
 /// The id of a point of `user` taken at `t`: `n` > 1 when one exists already.

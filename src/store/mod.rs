@@ -60,6 +60,24 @@ impl StoreError {
         }
     }
 
+    /// True when what was read is damaged or gone (a bad entry, a missing
+    /// blob or pack), not when the disk merely failed for now.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Missing(_) | StoreError::Corrupt { .. } | StoreError::BadPack { .. } => {
+                true
+            }
+            StoreError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::InvalidData
+                ) || source.raw_os_error() == Some(libc::EIO)
+            }
+        }
+    }
+
     /// True when the disk is full (ENOSPC, EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StoreError::Io { source, .. }
