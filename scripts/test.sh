@@ -16,5 +16,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-exec cargo nextest run --workspace --no-fail-fast "$@"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+# `failpoints` builds the crash points the crash campaign and the kill
+# tests use (src/failpoint.rs); a release build never has them.
+exec cargo nextest run --workspace --features mailrestore/failpoints --no-fail-fast "$@"

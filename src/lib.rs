@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error_code;
+pub mod failpoint;
 pub mod index;
 pub mod jobs;
 pub mod manifest;

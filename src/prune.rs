@@ -191,6 +191,7 @@ fn drop_points(
                 report.removed.push(format!("{user} {}", g.id));
                 if !report.dry_run {
                     index.remove_generation(&user, &g.id)?;
+                    crate::failpoint::hit("prune.dropped");
                 }
             }
         }
@@ -343,6 +344,7 @@ fn rewrite(
     }
     // The sound copies move either way; the old pack goes only when all did.
     writer.flush()?;
+    crate::failpoint::hit("prune.rewritten");
     if sound {
         let dead = indexed.keys().filter(|id| !live.contains(id)).copied();
         delete_pack(store, path, dead.collect())?;
@@ -358,6 +360,7 @@ fn file_size(path: &Path) -> u64 {
 fn delete_pack(store: &Repository, path: &Path, dead: Vec<BlobId>) -> Result<(), PruneError> {
     store.index().remove_blobs(&dead)?;
     std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+    crate::failpoint::hit("prune.deleted");
     if let Some(dir) = path.parent() {
         pack::sync_dir(dir)?;
     }

@@ -194,10 +194,13 @@ impl Index {
     /// after a crash ends with this.
     fn durable(&self) -> Result<(), IndexError> {
         self.db.flush()?;
+        crate::failpoint::hit("index.flushed");
         self.files.sync().map_err(|source| IndexError::Io {
             dir: self.files_dir(),
             source,
-        })
+        })?;
+        crate::failpoint::hit("index.durable");
+        Ok(())
     }
 
     fn files_dir(&self) -> std::path::PathBuf {
@@ -236,6 +239,7 @@ impl Index {
         let value = serde_json::to_vec(job).expect("a job record always serialises");
         self.jobs.insert(job.number().to_be_bytes(), value)?;
         self.durable()?;
+        crate::failpoint::hit("job.saved");
         Ok(())
     }
 
@@ -271,6 +275,7 @@ impl Index {
         self.journal
             .insert(journal_key(job.into(), &key.name), bytes)?;
         self.durable()?;
+        crate::failpoint::hit("journal.saved");
         Ok(())
     }
 

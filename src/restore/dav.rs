@@ -365,8 +365,12 @@ async fn put_item(
     let mut tries = 0;
     loop {
         tries += 1;
+        crate::failpoint::hit("dav.putting");
         match client.put_new(&url, &content_type, bytes.clone()).await? {
-            PutOutcome::Created => return Ok(ItemResult::Restored),
+            PutOutcome::Created => {
+                crate::failpoint::hit("dav.put");
+                return Ok(ItemResult::Restored);
+            }
             PutOutcome::Exists => {
                 match settle_existing(client, &url, kind, item, None, &name).await? {
                     Some(r) => return Ok(r),

@@ -30,7 +30,7 @@ const BATCH_BYTES: u64 = 8 << 20;
 pub async fn create_folder(conn: &mut ImapConnection, name: &str) -> Result<(), RestoreError> {
     let mailbox = MailboxName::from_utf8(name)?;
     match conn.create(&mailbox).await {
-        Ok(()) => {}
+        Ok(()) => crate::failpoint::hit("restore.created"),
         // Ours from before an interruption: the plan was saved before any
         // CREATE, and its names were free then.
         Err(e) if e.response_code() == Some(&ResponseCode::AlreadyExists) => {
@@ -148,13 +148,14 @@ impl FolderRestore<'_, '_> {
             .map(|e| restorable_flags(e, kept, self.shared, self.target))
             .collect();
         self.journal_pending(conn, start, batch.len()).await?;
+        crate::failpoint::hit("restore.sending");
         let sent = if sendable.is_empty() {
             Ok(())
         } else {
             append(conn, &self.mailbox, &sendable, &bodies, &flags).await
         };
         match sent {
-            Ok(()) => {}
+            Ok(()) => crate::failpoint::hit("restore.answered"),
             // MULTIAPPEND is all or nothing: nothing of this batch landed.
             Err(e) if batch.len() > 1 && (is_per_message(&e) || is_over_quota(&e)) => {
                 debug!(folder = self.target, error = %e, "batch refused; sending its messages one by one");

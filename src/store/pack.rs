@@ -132,8 +132,10 @@ impl PackWriter {
         let file = file
             .into_inner()
             .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
+        crate::failpoint::hit("pack.written");
         file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
         drop(file);
+        crate::failpoint::hit("pack.synced");
         let root = tmp
             .parent()
             .and_then(Path::parent)
@@ -142,9 +144,11 @@ impl PackWriter {
             .to_owned();
         let final_path = id.path(&root);
         std::fs::rename(&tmp, &final_path).map_err(|e| StoreError::io(&final_path, e))?;
+        crate::failpoint::hit("pack.renamed");
         if let Some(dir) = final_path.parent() {
             sync_dir(dir)?;
         }
+        crate::failpoint::hit("pack.durable");
         Ok(entries)
     }
 

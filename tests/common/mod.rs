@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dav;
 
 use std::collections::BTreeMap;
 use std::path::Path;
