@@ -112,6 +112,34 @@ impl From<RepoError> for PruneError {
     }
 }
 
+/// [`prune`] with the configuration's policy, having released the state
+/// directory's reserve (see [`crate::state::RESERVE_BYTES`]) so that it
+/// runs even on a full disk; the reserve is taken back afterwards.
+pub fn prune_with_reserve(
+    store: &Repository,
+    config: &crate::config::Config,
+    now: Timestamp,
+    in_use: &HashSet<(String, String)>,
+    dry_run: bool,
+) -> Result<PruneReport, PruneError> {
+    let dir = &config.state_dir;
+    if !dry_run && let Err(e) = crate::state::release_reserve(dir) {
+        tracing::warn!(error = %e, "cannot release the state directory's reserve");
+    }
+    let result = prune(
+        store,
+        &config.retention,
+        &config.timezone,
+        now,
+        in_use,
+        dry_run,
+    );
+    if let Err(e) = crate::state::hold_reserve(dir) {
+        tracing::warn!(error = %e, "the state directory's reserve stays released (the disk is still full)");
+    }
+    result
+}
+
 /// Applies the policy to every user's points and reclaims space.
 /// `in_use` holds `(user, point)` pairs that running restores read.
 pub fn prune(
@@ -212,11 +240,35 @@ fn reclaim(
     for (id, loc) in store.index().blobs()? {
         per_pack.entry(loc.pack).or_default().insert(id, loc);
     }
+    // Deletes first, rewrites after: on a full disk, the space deleted
+    // packs free is what the rewrites' new packs need.
     let mut bytes_after = 0;
+    let mut rewrites = Vec::new();
     for (pack_id, path) in store.packs()? {
         // A blob counts here only if the index points at this copy of it.
         let indexed = per_pack.remove(&pack_id).unwrap_or_default();
-        bytes_after += reclaim_pack(store, pack_id, &path, &indexed, live, report)?;
+        match plan_pack(pack_id, &path, &indexed, live, report)? {
+            Action::Keep(len) => bytes_after += len,
+            Action::Delete => {
+                if !report.dry_run {
+                    delete_pack(store, &path, indexed.keys().copied().collect())?;
+                }
+                report.packs_deleted += 1;
+            }
+            Action::Rewrite { live_here, len } => rewrites.push((path, indexed, live_here, len)),
+        }
+    }
+    for (path, indexed, live_here, len) in rewrites {
+        let live_bytes: u64 = live_here
+            .iter()
+            .map(|e| e.location.stored_len + pack::ENTRY_HEADER)
+            .sum();
+        if report.dry_run || rewrite(store, &path, &live_here, &indexed, live, report)? {
+            report.packs_rewritten += 1;
+            bytes_after += live_bytes + pack::FILE_MAGIC.len() as u64;
+        } else {
+            bytes_after += len;
+        }
     }
     // Locations in packs that are gone: a kept point refers to them, so
     // their absence is damage, never a reason to delete.
@@ -231,20 +283,32 @@ fn reclaim(
     Ok(bytes_after)
 }
 
-/// Deletes, rewrites or keeps one pack; returns its bytes after.
-fn reclaim_pack(
-    store: &Repository,
+/// What prune does with one pack.
+enum Action {
+    /// Nothing (sound and mostly live, or damaged): its bytes stay.
+    Keep(u64),
+    /// Every blob in it is dead.
+    Delete,
+    /// Mostly dead, or holding a dropped point's root: its live blobs move.
+    Rewrite {
+        live_here: Vec<pack::ScannedEntry>,
+        len: u64,
+    },
+}
+
+/// Decides what becomes of one pack; damage keeps it and is reported.
+fn plan_pack(
     pack_id: PackId,
     path: &Path,
     indexed: &HashMap<BlobId, BlobLocation>,
     live: &HashSet<BlobId>,
     report: &mut PruneReport,
-) -> Result<u64, PruneError> {
+) -> Result<Action, PruneError> {
     let scan = match pack::scan(path, pack_id) {
         Ok(scan) => scan,
         Err(e) if e.is_damage() => {
             report.damaged.push(e.to_string());
-            return Ok(file_size(path));
+            return Ok(Action::Keep(file_size(path)));
         }
         Err(e) => return Err(e.into()),
     };
@@ -252,13 +316,17 @@ fn reclaim_pack(
         report
             .damaged
             .push(format!("pack {} is damaged: {why}", path.display()));
-        return Ok(scan.len);
+        return Ok(Action::Keep(scan.len));
     }
-    let live_here: Vec<_> = scan
+    let live_here: Vec<pack::ScannedEntry> = scan
         .entries
         .iter()
         .filter(|e| indexed.contains_key(&e.id) && live.contains(&e.id))
+        .copied()
         .collect();
+    if live_here.is_empty() {
+        return Ok(Action::Delete);
+    }
     let live_bytes: u64 = live_here
         .iter()
         .map(|e| e.location.stored_len + pack::ENTRY_HEADER)
@@ -267,22 +335,14 @@ fn reclaim_pack(
         .entries
         .iter()
         .any(|e| e.kind == BlobKind::Root && !live.contains(&e.id));
-    if live_here.is_empty() {
-        if !report.dry_run {
-            delete_pack(store, path, indexed.keys().copied().collect())?;
-        }
-        report.packs_deleted += 1;
-        return Ok(0);
-    }
     let dead_share = 1.0 - live_bytes as f64 / scan.len.max(1) as f64;
     if dead_share <= REPACK_DEAD_SHARE && !dead_root {
-        return Ok(scan.len);
+        return Ok(Action::Keep(scan.len));
     }
-    if !report.dry_run && !rewrite(store, path, &live_here, indexed, live, report)? {
-        return Ok(scan.len);
-    }
-    report.packs_rewritten += 1;
-    Ok(live_bytes + pack::FILE_MAGIC.len() as u64)
+    Ok(Action::Rewrite {
+        live_here,
+        len: scan.len,
+    })
 }
 
 /// Why a pack cannot be reclaimed safely: a region that is not entries, or
@@ -318,7 +378,7 @@ fn unreadable(scan: &pack::PackScan, indexed: &HashMap<BlobId, BlobLocation>) ->
 fn rewrite(
     store: &Repository,
     path: &Path,
-    live_here: &[&pack::ScannedEntry],
+    live_here: &[pack::ScannedEntry],
     indexed: &HashMap<BlobId, BlobLocation>,
     live: &HashSet<BlobId>,
     report: &mut PruneReport,
@@ -327,9 +387,16 @@ fn rewrite(
     let mut sound = true;
     for e in live_here {
         match store.read_at(&e.id, &e.location) {
-            Ok(bytes) => {
-                writer.put_forced(&bytes, e.kind)?;
-            }
+            Ok(bytes) => match writer.put_forced(&bytes, e.kind) {
+                Ok(_) => {}
+                // The disk is full: this pack stays as it is (the new one
+                // is dropped with the writer), the next prune tries again.
+                Err(err) if err.is_disk_full() => {
+                    tracing::warn!(pack = %path.display(), "no space to rewrite a pack; kept as it is");
+                    return Ok(false);
+                }
+                Err(err) => return Err(err.into()),
+            },
             Err(err) if err.is_damage() => {
                 report.damaged.push(format!(
                     "pack {} is damaged at offset {}: {err}",
@@ -343,7 +410,13 @@ fn rewrite(
         }
     }
     // The sound copies move either way; the old pack goes only when all did.
-    writer.flush()?;
+    match writer.flush() {
+        Err(err) if err.is_disk_full() => {
+            tracing::warn!(pack = %path.display(), "no space to rewrite a pack; kept as it is");
+            return Ok(false);
+        }
+        other => other?,
+    }
     crate::failpoint::hit("prune.rewritten");
     if sound {
         let dead = indexed.keys().filter(|id| !live.contains(id)).copied();

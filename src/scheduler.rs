@@ -74,14 +74,7 @@ impl Scheduler {
         let store = self.store.clone();
         let config = self.config.clone();
         let report = tokio::task::spawn_blocking(move || {
-            crate::prune::prune(
-                &store,
-                &config.retention,
-                &config.timezone,
-                crate::time::now(),
-                &in_use,
-                dry_run,
-            )
+            crate::prune::prune_with_reserve(&store, &config, crate::time::now(), &in_use, dry_run)
         })
         .await
         .map_err(|e| PruneError::Interrupted(e.to_string()))??;

@@ -129,3 +129,62 @@ mod tests {
         StateDir::open(&sd).unwrap();
     }
 }
+
+/// Free and total bytes of the file system holding `dir` (free: what an
+/// unprivileged writer may still use).
+pub fn disk_space(dir: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs(3) writes only into the zeroed struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string, `st` a valid buffer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let block = st.f_frsize as u64;
+    Ok((st.f_bavail as u64 * block, st.f_blocks as u64 * block))
+}
+
+/// Space held back in the state directory (`reserve`, FORMAT.md) so that
+/// prune, which frees space, can still run when snapshots have filled the
+/// disk: prune releases it first and takes it back after.
+pub const RESERVE_BYTES: u64 = 16 << 20;
+
+fn reserve_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("reserve")
+}
+
+/// Takes the reserve back if it is not held (best effort: on a disk that
+/// is still full it stays released and the next prune tries again).
+pub fn hold_reserve(state_dir: &Path) -> io::Result<()> {
+    let path = reserve_path(state_dir);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+        return Ok(());
+    }
+    let result = (|| {
+        let f = File::create(&path)?;
+        // Real blocks, not a sparse file: write them.
+        let zeros = vec![0u8; 1 << 20];
+        let mut w = io::BufWriter::new(&f);
+        for _ in 0..RESERVE_BYTES / zeros.len() as u64 {
+            w.write_all(&zeros)?;
+        }
+        w.flush()?;
+        drop(w);
+        f.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    result
+}
+
+/// Frees the reserve; true when it was held.
+pub fn release_reserve(state_dir: &Path) -> io::Result<bool> {
+    match std::fs::remove_file(reserve_path(state_dir)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}

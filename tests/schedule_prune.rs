@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ALICE, du, live, point};
+use common::{ALICE, du, live, noise, point};
 use mailrestore::api::client::ApiClient;
 use mailrestore::config::RetentionConfig;
 use mailrestore::index::Index;
@@ -29,24 +29,6 @@ fn endpoint(d: &Dovecot) -> Endpoint {
         d.master_user.clone(),
         Secret::new(d.master_password.clone()),
     )
-}
-
-/// `n` bytes that zstd cannot shrink.
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out =
-        b"Subject: big attachment\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = (x % 94 + 33) as u8; // printable, no CR/LF
-        out.push(b);
-        if out.len().is_multiple_of(78) {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

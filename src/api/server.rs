@@ -366,16 +366,16 @@ async fn health(State(st): State<Arc<ApiState>>) -> ApiResult<axum::Json<Health>
     backends.insert("imap".to_string(), imap);
     backends.insert("dav".to_string(), dav);
     backends.insert("smtp".to_string(), smtp);
-    backends.insert(
-        "index".to_string(),
-        BackendHealth {
-            state: "up".into(),
-            address: Some(c.state_dir.display().to_string()),
-            latency_ms: None,
-            error: None,
-        },
-    );
-    let degraded = backends.values().any(|b| b.state == "down");
+    let (index, state_dir) = blocking(&st, |st| {
+        let dir = &st.config.state_dir;
+        (index_health(&st.index, dir), state_dir_health(dir))
+    })
+    .await?;
+    backends.insert("index".to_string(), index);
+    backends.insert("state_dir".to_string(), state_dir);
+    let degraded = backends
+        .values()
+        .any(|b| matches!(b.state.as_str(), "down" | "damaged" | "full"));
     let (queued, running) = st.queue.counts();
     Ok(axum::Json(Health {
         status: if degraded { "degraded" } else { "ok" }.into(),
@@ -390,10 +390,9 @@ async fn probe(host: &str, port: u16, timeout: Duration) -> BackendHealth {
     let address = format!("{host}:{port}");
     match crate::net::probe::tcp(host, port, timeout).await {
         Ok(latency) => BackendHealth {
-            state: "up".into(),
             address: Some(address),
             latency_ms: Some(latency.as_millis() as u64),
-            error: None,
+            ..BackendHealth::new("up")
         },
         Err(e) => down(&address, &e.to_string()),
     }
@@ -401,19 +400,52 @@ async fn probe(host: &str, port: u16, timeout: Duration) -> BackendHealth {
 
 fn down(address: &str, error: &str) -> BackendHealth {
     BackendHealth {
-        state: "down".into(),
         address: Some(address.to_string()),
-        latency_ms: None,
         error: Some(error.to_string()),
+        ..BackendHealth::new("down")
     }
 }
 
 fn not_configured() -> BackendHealth {
-    BackendHealth {
-        state: "not_configured".into(),
-        address: None,
-        latency_ms: None,
-        error: None,
+    BackendHealth::new("not_configured")
+}
+
+/// The index answers a read; `damaged` when blobs were found damaged and
+/// not fetched again since.
+fn index_health(index: &Index, dir: &std::path::Path) -> BackendHealth {
+    let address = Some(dir.join("index").display().to_string());
+    match index.probe() {
+        Ok(0) => BackendHealth {
+            address,
+            ..BackendHealth::new("up")
+        },
+        Ok(n) => BackendHealth {
+            address,
+            error: Some(format!(
+                "{n} blobs were found damaged; the next snapshot fetches those still on the server (mailrestore verify --read-data tells which points they belong to)"
+            )),
+            ..BackendHealth::new("damaged")
+        },
+        Err(e) => down(&dir.join("index").display().to_string(), &e.to_string()),
+    }
+}
+
+/// Free and total bytes of the state directory's file system; `full` when
+/// less than 1% or 64 MiB is free.
+fn state_dir_health(dir: &std::path::Path) -> BackendHealth {
+    let address = dir.display().to_string();
+    match crate::state::disk_space(dir) {
+        Ok((free, total)) => {
+            let full = free < (64 << 20).min(total / 10) || free < total / 100;
+            BackendHealth {
+                address: Some(address),
+                free_bytes: Some(free),
+                total_bytes: Some(total),
+                error: full.then(|| "the state directory is (nearly) full".to_string()),
+                ..BackendHealth::new(if full { "full" } else { "up" })
+            }
+        }
+        Err(e) => down(&address, &e.to_string()),
     }
 }
 

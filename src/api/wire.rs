@@ -170,7 +170,9 @@ pub struct Health {
 /// One backend's state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct BackendHealth {
-    /// `up` | `down` | `not_configured`.
+    /// `up` | `down` | `not_configured`; the index is `damaged` when blobs
+    /// were found damaged (see `error`), the state directory `full` when
+    /// less than 1% or 64 MiB of it is free.
     pub state: String,
     /// Where it is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,6 +183,26 @@ pub struct BackendHealth {
     /// Why it is down.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Free bytes (the state directory's file system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    /// Size in bytes (the state directory's file system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+}
+
+impl BackendHealth {
+    /// A backend in `state`, with nothing more said.
+    pub fn new(state: &str) -> BackendHealth {
+        BackendHealth {
+            state: state.into(),
+            address: None,
+            latency_ms: None,
+            error: None,
+            free_bytes: None,
+            total_bytes: None,
+        }
+    }
 }
 
 /// Queue counts.

@@ -124,10 +124,9 @@ pub fn verify(
 /// `mailrestore prune [--dry-run]` with no daemon running.
 pub fn prune(config: &Config, dry_run: bool) -> Result<serde_json::Value, Failure> {
     let (_state, store) = open(config)?;
-    let report = crate::prune::prune(
+    let report = crate::prune::prune_with_reserve(
         &store,
-        &config.retention,
-        &config.timezone,
+        config,
         crate::time::now(),
         &Default::default(),
         dry_run,

@@ -70,6 +70,9 @@ impl Daemon {
             );
         }
         let store = Repository::open(&state.store_dir(), index.clone())?;
+        if let Err(e) = crate::state::hold_reserve(&config.state_dir) {
+            warn!(error = %e, "cannot set aside the state directory's reserve (the disk is full); the next prune tries again");
+        }
         let endpoint = Endpoint::from_config(&config.imap);
         let dav = config
             .dav

@@ -384,6 +384,13 @@ impl Index {
         Ok(!self.damaged.is_empty() && self.damaged.contains_key(id.0)?)
     }
 
+    /// Reads the index (its format record) and counts the blobs marked
+    /// damaged: what `/v1/health` reports.
+    pub fn probe(&self) -> Result<usize, IndexError> {
+        self.db.get("format")?;
+        Ok(self.damaged.len())
+    }
+
     /// Every blob found damaged and not written again since.
     pub fn damaged_blobs(&self) -> Result<std::collections::HashSet<BlobId>, IndexError> {
         self.damaged

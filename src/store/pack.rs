@@ -129,12 +129,18 @@ impl PackWriter {
             entries,
             ..
         } = self;
-        let file = file
+        // A pack that cannot be made durable (a full disk) leaves no file.
+        let synced = file
             .into_inner()
-            .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-        crate::failpoint::hit("pack.written");
-        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        drop(file);
+            .map_err(|e| e.into_error())
+            .and_then(|file| {
+                crate::failpoint::hit("pack.written");
+                file.sync_all()
+            });
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(StoreError::io(&tmp, e));
+        }
         crate::failpoint::hit("pack.synced");
         let root = tmp
             .parent()

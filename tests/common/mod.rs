@@ -213,3 +213,21 @@ pub fn du(dir: &Path) -> u64 {
     }
     total
 }
+
+/// `n` bytes that zstd cannot shrink.
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out =
+        b"Subject: big attachment\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = (x % 94 + 33) as u8; // printable, no CR/LF
+        out.push(b);
+        if out.len().is_multiple_of(78) {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
