@@ -104,32 +104,6 @@ impl StateDir {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn second_holder_is_refused_with_the_pid() {
-        let dir = tempfile::tempdir().unwrap();
-        let sd = dir.path().join("state");
-        let first = StateDir::open(&sd).unwrap();
-        let mode = std::fs::metadata(&sd).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        let err = StateDir::open(&sd).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("in use by another mailrestore process"),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("pid {}", std::process::id())),
-            "{text}"
-        );
-        drop(first);
-        StateDir::open(&sd).unwrap();
-    }
-}
-
 /// Free and total bytes of the file system holding `dir` (free: what an
 /// unprivileged writer may still use).
 pub fn disk_space(dir: &Path) -> io::Result<(u64, u64)> {
@@ -186,5 +160,31 @@ pub fn release_reserve(state_dir: &Path) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_refused_with_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path().join("state");
+        let first = StateDir::open(&sd).unwrap();
+        let mode = std::fs::metadata(&sd).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let err = StateDir::open(&sd).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("in use by another mailrestore process"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(first);
+        StateDir::open(&sd).unwrap();
     }
 }
