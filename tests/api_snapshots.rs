@@ -48,6 +48,11 @@ struct Serve {
 impl Serve {
     /// Starts `serve` on `f` and waits until its socket answers.
     fn start(f: &DaemonFiles, log_name: &str) -> Serve {
+        Serve::start_with(f, log_name, &[])
+    }
+
+    /// [`Serve::start`] with more environment (a crash point).
+    fn start_with(f: &DaemonFiles, log_name: &str, env: &[(&str, &str)]) -> Serve {
         let log = f.dir.join(log_name);
         let stderr = std::fs::File::create(&log).expect("create the daemon log");
         let child = Command::new(BIN)
@@ -55,6 +60,7 @@ impl Serve {
             .arg(&f.config)
             .env("NO_COLOR", "1")
             .env("MAILRESTORE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -120,13 +126,6 @@ impl Serve {
             "serve exited with {status}:\n{}",
             self.log()
         );
-        self.log()
-    }
-
-    /// SIGKILL: no chance to clean up. Returns its log.
-    fn kill(mut self) -> String {
-        self.signal(libc::SIGKILL);
-        self.wait_exit();
         self.log()
     }
 }
@@ -777,27 +776,26 @@ async fn a_daemon_killed_mid_snapshot_resumes_the_job_and_lists_one_point() {
     let counts = live_counts(d, ALICE);
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "").expect("write the config");
-    let daemon = Serve::start(&f, "serve.log");
+    // The daemon dies the moment its first pack is fsynced and not yet
+    // renamed into place: messages are stored, no point exists.
+    assert!(
+        mailrestore::failpoint::enabled(),
+        "build with --features mailrestore/failpoints"
+    );
+    let mut daemon = Serve::start_with(
+        &f,
+        "serve.log",
+        &[("MAILRESTORE_CRASH_AT", "pack.synced:1")],
+    );
     let api = ApiClient::new(&f.socket);
 
     let jobs = snapshot_jobs(&api, json!({ "user": ALICE })).await;
     let id = jobs[0]["id"].as_str().unwrap().to_string();
-    // Wait until the job is running and has stored some messages.
-    let deadline = Instant::now() + JOB_DEADLINE;
-    loop {
-        let j = job(&api, &id).await;
-        assert!(
-            !is_final(&j),
-            "the snapshot ended before it could be interrupted: {j}"
-        );
-        if j["state"] == "running" && j["progress"]["messages"]["done"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never ran: {j}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let log = daemon.kill();
+    daemon.wait_exit();
+    let log = daemon.log();
+    assert!(log.contains("failpoint: crashing at pack.synced"), "{log}");
     let torn = pack_files(&f.state_dir, ".pack.tmp");
+    assert!(!torn.is_empty(), "the fsynced pack is not yet in place");
 
     let daemon = Serve::start(&f, "serve-2.log");
     // No half point is ever listed: while the resumed job has not

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::daemon::{serve, wait_job};
+use common::daemon::{serve, serve_crashing_at, wait_crash, wait_job};
 use common::{ALICE, Msg, live, seed_varied};
 use mailrestore::api::client::ApiClient;
 use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
@@ -292,14 +292,17 @@ async fn a_restore_killed_half_way_resumes_and_ends_with_each_message_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "").unwrap();
-    let mut daemon = serve(&f);
+    // The daemon dies between the server's OK to the first batch and the
+    // journal's record of it: the hardest moment to resume from.
+    let daemon = serve_crashing_at(&f, "restore.answered:1");
     let api = ApiClient::new(&f.socket);
     let point = snapshot(&api, ALICE).await;
-    // Kill -9 once some messages are in.
-    let id = start_restore_and_wait_for_progress(&api, &point).await;
-    daemon.0.kill().unwrap();
-    daemon.0.wait().unwrap();
-    drop(daemon);
+    let job = api
+        .post("/v1/restores", &json!({"user": ALICE, "point": point}))
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_crash(daemon, &f);
 
     let _daemon = serve(&f);
     let job = wait_job(&api, &json!({"id": id})).await;

@@ -21,6 +21,38 @@ impl Drop for Serve {
 
 /// Starts the daemon on `f` and waits until its socket answers.
 pub fn serve(f: &DaemonFiles) -> Serve {
+    serve_with(f, &[])
+}
+
+/// Starts the daemon set to die (SIGKILL, by its own hand) the `n`-th time
+/// it passes the crash point `at` (`NAME:n`, see `src/failpoint.rs`).
+pub fn serve_crashing_at(f: &DaemonFiles, at: &str) -> Serve {
+    assert!(
+        mailrestore::failpoint::enabled(),
+        "build the tests with --features mailrestore/failpoints (scripts/test.sh does)"
+    );
+    serve_with(f, &[("MAILRESTORE_CRASH_AT", at)])
+}
+
+/// Waits until a daemon set by [`serve_crashing_at`] has crashed.
+pub fn wait_crash(mut daemon: Serve, f: &DaemonFiles) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while daemon.0.try_wait().expect("try_wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never reached its crash point"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = std::fs::read_to_string(f.dir.join("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("failpoint: crashing at"),
+        "it died otherwise:\n{log}"
+    );
+}
+
+/// [`serve`] with more environment.
+pub fn serve_with(f: &DaemonFiles, env: &[(&str, &str)]) -> Serve {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -30,6 +62,7 @@ pub fn serve(f: &DaemonFiles) -> Serve {
         .args(["serve", "--config"])
         .arg(&f.config)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
