@@ -22,8 +22,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Msg;
 use common::dav::items;
+use common::{Msg, content};
 use mailrestore::api::client::ApiClient;
 use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
 use mailrestore_sandbox::dav_seed::{SeedItem, make_calendar, put_items};
@@ -421,13 +421,6 @@ impl<'a> Story<'a> {
             "{what}: the restored items differ from the originals"
         );
     }
-}
-
-/// Messages as a multiset, UIDs aside.
-fn content(m: &BTreeMap<u32, Msg>) -> Vec<Msg> {
-    let mut v: Vec<Msg> = m.values().cloned().collect();
-    v.sort();
-    v
 }
 
 fn seed_user(sandbox: &Sandbox, user: &str) {

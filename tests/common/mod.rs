@@ -231,3 +231,10 @@ pub fn noise(n: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Messages as a multiset, UIDs aside (what a restore must reproduce).
+pub fn content(m: &BTreeMap<u32, Msg>) -> Vec<Msg> {
+    let mut v: Vec<Msg> = m.values().cloned().collect();
+    v.sort();
+    v
+}
