@@ -13,7 +13,7 @@
 # as root with `-c <temp dir>` (see sandbox/src/postfix.rs).
 set -eu
 
-PACKAGES="dovecot-imapd dovecot-lmtpd radicale postfix isync restic xandikos apache2-utils ca-certificates openssl systemd"
+PACKAGES="dovecot-imapd dovecot-lmtpd radicale postfix isync restic xandikos apache2-utils ca-certificates openssl systemd fuse3"
 MAIL_USER=vmail
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -31,6 +31,7 @@ pub mod demo;
 mod dovecot;
 mod ports;
 mod postfix;
+pub mod powerloss;
 mod process;
 mod radicale;
 pub mod raw_http;
