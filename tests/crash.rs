@@ -10,10 +10,18 @@
 //! run first learns the steps (every crash point passed, in order, and how
 //! long the story takes); each seeded run then picks one crash from those.
 //!
-//! `CRASH_SEED` (default 1) and `CRASH_RUNS` (default 8, the suite's
-//! subset) choose the runs; `scripts/crash-campaign.sh` runs long
-//! campaigns. Every run prints its seed and crash, so a failure replays
-//! with `CRASH_SEED=<seed> CRASH_RUNS=1`.
+//! Power cuts: the state directory is a power-loss file system
+//! (`mailrestore_sandbox::powerloss`) that keeps only what was fsynced (and,
+//! for a seeded prefix cut, some of the queued writes in order). At the
+//! crash, or at the story's end when the crash never came, the power is
+//! cut: the daemon restarts on what the disk kept, and every point the API
+//! had reported must still be listed.
+//!
+//! `CRASH_SEED` (default 1), `CRASH_RUNS` (default 8) and `POWER_RUNS`
+//! (default 4) choose the runs (the suite's subset by default);
+//! `scripts/crash-campaign.sh` runs long campaigns. Every run prints its
+//! seed and crash, so a failure replays with `CRASH_SEED=<seed>
+//! CRASH_RUNS=1` (or `POWER_RUNS=1`).
 
 mod common;
 
@@ -27,6 +35,7 @@ use common::{Msg, content};
 use mailrestore::api::client::ApiClient;
 use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
 use mailrestore_sandbox::dav_seed::{SeedItem, make_calendar, put_items};
+use mailrestore_sandbox::powerloss::{Cut, Mounted, PowerLossFs};
 use mailrestore_sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
@@ -52,7 +61,7 @@ impl Rng {
 
 /// Where a run's daemon dies.
 #[derive(Debug, Clone)]
-pub enum Crash {
+enum Crash {
     /// The n-th time (1-based) it passes the named crash point.
     At(String, u64),
     /// SIGKILL this long after it starts.
@@ -62,15 +71,15 @@ pub enum Crash {
 /// What the recording run learnt: each crash point with how often the
 /// story passes it, and how long the story takes.
 #[derive(Debug, Clone)]
-pub struct Steps {
-    pub points: BTreeMap<String, u64>,
-    pub duration: Duration,
+struct Steps {
+    points: BTreeMap<String, u64>,
+    duration: Duration,
 }
 
 impl Steps {
     /// The crash of `seed`: two in three at a named point (each point as
     /// likely as any other, then any of its passes), else a random moment.
-    pub fn pick(&self, seed: u64) -> Crash {
+    fn pick(&self, seed: u64) -> Crash {
         let mut rng = Rng(seed);
         if rng.below(3) < 2 && !self.points.is_empty() {
             let i = rng.below(self.points.len() as u64) as usize;
@@ -148,6 +157,10 @@ struct Story<'a> {
     first_mail: BTreeMap<String, BTreeMap<u32, Msg>>,
     first_items: BTreeMap<String, Vec<u8>>,
     prune_started: bool,
+    /// The power-loss file system under the state directory, until the cut.
+    power: Option<(Mounted, Cut)>,
+    /// Cuts made (0 or 1).
+    cuts: u32,
 }
 
 /// The API failed because the daemon is gone: restart and go on.
@@ -169,7 +182,32 @@ impl<'a> Story<'a> {
             first_mail: BTreeMap::new(),
             first_items: BTreeMap::new(),
             prune_started: false,
+            power: None,
+            cuts: 0,
         }
+    }
+
+    /// Puts the state directory on a power-loss file system, cut with `cut`.
+    fn on_power_loss_fs(&mut self, cut: Cut) {
+        let backing = self.files.dir.join("backing");
+        std::fs::create_dir_all(&self.files.state_dir).expect("mountpoint");
+        let mounted = PowerLossFs::mount(&backing, &self.files.state_dir).expect("mount");
+        self.power = Some((mounted, cut));
+    }
+
+    /// Cuts the power (the daemon is dead or killed now): the state
+    /// directory becomes what the disk kept.
+    fn power_cut(&mut self) {
+        let Some((mounted, cut)) = self.power.take() else {
+            return;
+        };
+        self.daemon = None;
+        let kept = self.files.dir.join("after-cut");
+        let report = mounted.cut(cut, &kept).expect("cut");
+        eprintln!("campaign: power cut {cut:?}: {report:?}");
+        std::fs::remove_dir(&self.files.state_dir).expect("the unmounted mountpoint");
+        std::fs::rename(&kept, &self.files.state_dir).expect("the kept state");
+        self.cuts += 1;
     }
 
     fn api(&self) -> ApiClient {
@@ -182,6 +220,9 @@ impl<'a> Story<'a> {
             return;
         }
         self.daemon = None;
+        if self.starts > 0 {
+            self.power_cut();
+        }
         loop {
             let env = if self.starts == 0 {
                 self.first_env.clone()
@@ -356,6 +397,11 @@ impl<'a> Story<'a> {
 
     /// Checks what the story left: points, the store, the restore.
     async fn check(&mut self, restore: &Value, what: &str) {
+        // A crash that never came: the power goes at the end instead.
+        if self.power.is_some() {
+            self.daemon = None;
+            self.power_cut();
+        }
         self.ensure_daemon();
         let user = self.user.clone();
         let listed: Vec<String> = loop {
@@ -508,14 +554,53 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn crash_campaign() {
+/// One seeded run: a fresh user, the crash of `seed`, and (with `power`)
+/// a power cut at it; then every check.
+async fn run(
+    sandbox: &Sandbox,
+    steps: &Steps,
+    dir: &Path,
+    user: &str,
+    seed: u64,
+    power: bool,
+) -> bool {
+    let crash = steps.pick(seed);
+    let cut = if Rng(seed ^ 0x5eed).below(2) == 0 {
+        Cut::All
+    } else {
+        Cut::Prefix { seed }
+    };
+    eprintln!(
+        "campaign: seed {seed}: {crash:?}{}",
+        if power {
+            format!(", then a power cut {cut:?}")
+        } else {
+            String::new()
+        }
+    );
+    let mut story = Story::new(sandbox, user, dir);
+    if power {
+        story.on_power_loss_fs(cut);
+    }
+    match &crash {
+        Crash::At(name, n) => {
+            story.first_env = vec![("MAILRESTORE_CRASH_AT", format!("{name}:{n}"))];
+        }
+        Crash::After(d) => story.kill_after = Some(*d),
+    }
+    let restore = story.play().await;
+    let what = format!("seed {seed} ({crash:?}, power {power})");
+    story.check(&restore, &what).await;
+    story.starts > 1
+}
+
+async fn campaign(runs_var: &str, default_runs: u64, power: bool) {
     assert!(
         mailrestore::failpoint::enabled(),
         "build the tests with --features mailrestore/failpoints (scripts/test.sh does)"
     );
     let first_seed = env_u64("CRASH_SEED", 1);
-    let runs = env_u64("CRASH_RUNS", 8);
+    let runs = env_u64(runs_var, default_runs);
     let sandbox = sandbox(runs as usize + 1);
     let dir = tempfile::tempdir().unwrap();
     let steps = record(&sandbox, "u0@example.org", &dir.path().join("record")).await;
@@ -542,24 +627,24 @@ async fn crash_campaign() {
         );
     }
     let mut crashed = 0;
-    for run in 0..runs {
-        let seed = first_seed + run;
-        let crash = steps.pick(seed);
-        eprintln!("campaign: run {run} seed {seed}: {crash:?}");
-        let user = format!("u{}@example.org", run + 1);
-        let mut story = Story::new(&sandbox, &user, &dir.path().join(format!("run{run}")));
-        match &crash {
-            Crash::At(name, n) => {
-                story.first_env = vec![("MAILRESTORE_CRASH_AT", format!("{name}:{n}"))];
-            }
-            Crash::After(d) => story.kill_after = Some(*d),
-        }
-        let restore = story.play().await;
-        let what = format!("seed {seed} ({crash:?})");
-        story.check(&restore, &what).await;
-        if story.starts > 1 {
+    for i in 0..runs {
+        let user = format!("u{}@example.org", i + 1);
+        let run_dir = dir.path().join(format!("run{i}"));
+        if run(&sandbox, &steps, &run_dir, &user, first_seed + i, power).await {
             crashed += 1;
         }
     }
-    eprintln!("campaign: {runs} runs from seed {first_seed}, {crashed} crashed and recovered");
+    eprintln!(
+        "campaign: {runs} runs from seed {first_seed} (power cuts: {power}), {crashed} crashed and recovered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_campaign() {
+    campaign("CRASH_RUNS", 8, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn power_cut_campaign() {
+    campaign("POWER_RUNS", 4, true).await;
 }

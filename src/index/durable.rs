@@ -28,6 +28,10 @@ impl SledFiles {
     /// itself (and its entry in the parent) durable.
     pub(super) fn open(dir: &Path) -> std::io::Result<SledFiles> {
         let log = File::open(dir.join("db"))?;
+        // sled writes `conf` once, at creation, and never fsyncs it: a
+        // torn `conf` makes the next open fail.
+        File::open(dir.join("conf"))?.sync_all()?;
+        log.sync_all()?;
         sync_dir(dir)?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
