@@ -102,6 +102,10 @@ pub struct ImapConfig {
     pub connections: usize,
     /// Timeout for connecting and for each server answer.
     pub timeout: Duration,
+    /// Longest one response (a FETCH of one message, a tagged answer) may
+    /// take to arrive whole, plus 1 s per MiB it carries: a server that
+    /// trickles bytes fails at this deadline, not never.
+    pub response_timeout: Duration,
 }
 
 /// `[dav]`
@@ -364,6 +368,9 @@ fn parse_imap(s: &mut Section, secrets: Secrets) -> Option<ImapConfig> {
     };
     let connections = s.integer("connections", 1, 16).unwrap_or(4) as usize;
     let timeout = s.duration("timeout").unwrap_or(Duration::from_secs(60));
+    let response_timeout = s
+        .duration("response_timeout")
+        .unwrap_or(Duration::from_secs(300));
     Some(ImapConfig {
         host,
         port,
@@ -374,6 +381,7 @@ fn parse_imap(s: &mut Section, secrets: Secrets) -> Option<ImapConfig> {
         login,
         connections,
         timeout,
+        response_timeout,
     })
 }
 

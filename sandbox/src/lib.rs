@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod dav_seed;
 pub mod demo;
 mod dovecot;
+pub mod fault_proxy;
 mod ports;
 mod postfix;
 pub mod powerloss;

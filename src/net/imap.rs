@@ -71,6 +71,8 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
     /// Limit for any single read or write to stall.
     pub io_timeout: Duration,
+    /// Limit for one whole response to arrive, plus 1 s per MiB it carries.
+    pub response_timeout: Duration,
     /// Memory limits for server responses.
     pub limits: FramingLimits,
 }
@@ -95,6 +97,7 @@ impl Endpoint {
             login: LoginMethod::default(),
             connect_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(120),
+            response_timeout: Duration::from_secs(300),
             limits: FramingLimits::default(),
         }
     }
@@ -118,6 +121,7 @@ impl Endpoint {
             login: login_method(&config.login),
             connect_timeout: config.timeout,
             io_timeout: config.timeout,
+            response_timeout: config.response_timeout,
             limits: FramingLimits::default(),
         }
     }
@@ -231,6 +235,11 @@ pub struct ImapConnection {
     read_buf: Box<[u8]>,
     io_timeout: Duration,
     connect_timeout: Duration,
+    /// The deadline of one response (see [`Endpoint::response_timeout`]).
+    response_timeout: Duration,
+    /// When the bytes of the response now arriving started, and how many
+    /// have come: reset at each complete response.
+    response_started: Option<(tokio::time::Instant, u64)>,
     host: String,
     tls_config: Option<Arc<ClientConfig>>,
     master_user: String,
@@ -303,6 +312,8 @@ impl ImapConnection {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             io_timeout: endpoint.io_timeout,
             connect_timeout: endpoint.connect_timeout,
+            response_timeout: endpoint.response_timeout,
+            response_started: None,
             host: endpoint.host.clone(),
             tls_config,
             master_user: endpoint.master_user.clone(),
@@ -324,7 +335,7 @@ impl ImapConnection {
 
     async fn read_greeting(&mut self) -> Result<(), ImapError> {
         loop {
-            match self.guard(|c| c.core.poll_event())? {
+            match self.next_event()? {
                 Some(Event::Greeting { preauth: false, .. }) => return Ok(()),
                 Some(Event::Greeting {
                     preauth: true,
@@ -518,7 +529,7 @@ impl ImapConnection {
         let tag = self.core.enqueue(&op)?;
         loop {
             self.flush().await?;
-            match self.guard(|c| c.core.poll_event())? {
+            match self.next_event()? {
                 Some(Event::Untagged(untagged)) => {
                     let result = op.on_untagged(untagged);
                     self.guard(|_| result)?;
@@ -543,7 +554,7 @@ impl ImapConnection {
         }
         while self.core.has_in_flight() {
             self.flush().await?;
-            if self.guard(|c| c.core.poll_event())?.is_none() {
+            if self.next_event()?.is_none() {
                 self.fill().await?;
             }
         }
@@ -606,9 +617,40 @@ impl ImapConnection {
         }
     }
 
-    /// Reads more bytes into the core.
+    /// The next complete response the core has, if any; a complete one
+    /// starts the next response's deadline afresh.
+    fn next_event(&mut self) -> Result<Option<Event>, ImapError> {
+        let event = self.guard(|c| c.core.poll_event())?;
+        if event.is_some() {
+            self.response_started = None;
+        }
+        Ok(event)
+    }
+
+    /// How long the response now arriving may still take: its deadline is
+    /// `response_timeout` plus 1 s per MiB received so far.
+    fn response_time_left(&mut self) -> Result<Duration, ImapError> {
+        let (started, bytes) = *self
+            .response_started
+            .get_or_insert((tokio::time::Instant::now(), 0));
+        let allowed = self.response_timeout + Duration::from_secs(bytes >> 20);
+        match allowed.checked_sub(started.elapsed()) {
+            Some(left) if !left.is_zero() => Ok(left),
+            _ => {
+                self.poisoned = true;
+                Err(ImapError::Timeout {
+                    waiting_for: format!("{} (the whole response)", self.core.waiting_for()),
+                    after: allowed,
+                })
+            }
+        }
+    }
+
+    /// Reads more bytes into the core, within the read timeout and the
+    /// response's deadline.
     async fn fill(&mut self) -> Result<(), ImapError> {
-        let read = timeout(self.io_timeout, self.transport.read(&mut self.read_buf)).await;
+        let limit = self.io_timeout.min(self.response_time_left()?);
+        let read = timeout(limit, self.transport.read(&mut self.read_buf)).await;
         let n = match read {
             Ok(Ok(0)) => {
                 self.poisoned = true;
@@ -624,12 +666,16 @@ impl ImapConnection {
             }
             Err(_) => {
                 self.poisoned = true;
+                self.response_time_left()?;
                 return Err(ImapError::Timeout {
                     waiting_for: self.core.waiting_for(),
                     after: self.io_timeout,
                 });
             }
         };
+        if let Some((_, bytes)) = self.response_started.as_mut() {
+            *bytes += n as u64;
+        }
         self.core.receive(&self.read_buf[..n]);
         Ok(())
     }
@@ -655,7 +701,7 @@ impl FetchStream<'_> {
                 return Ok(Some(message));
             }
             self.connection.flush().await?;
-            match self.connection.guard(|c| c.core.poll_event())? {
+            match self.connection.next_event()? {
                 Some(Event::Untagged(untagged)) => {
                     let result = op.on_untagged(untagged);
                     self.connection.guard(|_| result)?;

@@ -318,9 +318,23 @@ impl UidSet {
         Self::new(ranges)
     }
 
+    /// How many UIDs the set holds, counted from its ranges (nothing is
+    /// expanded); `None` if it has an open end.
+    pub fn count(&self) -> Option<u64> {
+        self.0.iter().try_fold(0u64, |n, r| {
+            let last = r.last?;
+            Some(n + u64::from(last.get().abs_diff(r.first.get())) + 1)
+        })
+    }
+
     /// The UIDs in order of appearance (RFC 4315 keeps the APPEND order);
-    /// `None` if the set has an open end.
-    pub fn expand(&self) -> Option<Vec<Uid>> {
+    /// `None` if the set has an open end or holds more than `at_most` UIDs.
+    /// The count is checked before anything is allocated: a server that
+    /// answers `1:4294967295` costs nothing.
+    pub fn expand(&self, at_most: usize) -> Option<Vec<Uid>> {
+        if self.count()? > at_most as u64 {
+            return None;
+        }
         let mut out = Vec::new();
         for range in &self.0 {
             let last = range.last?;
@@ -700,13 +714,18 @@ mod tests {
     fn uid_sets_parse_and_expand() {
         let set = UidSet::parse("3955:3957,3960,3962:3961").expect("valid");
         assert_eq!(set.to_string(), "3955:3957,3960,3961:3962");
-        let uids: Vec<u32> = set.expand().unwrap().into_iter().map(Uid::get).collect();
+        let uids: Vec<u32> = set.expand(6).unwrap().into_iter().map(Uid::get).collect();
         assert_eq!(uids, vec![3955, 3956, 3957, 3960, 3961, 3962]);
+        assert_eq!(set.count(), Some(6));
+        assert_eq!(set.expand(5), None, "more UIDs than asked for");
+        let huge = UidSet::parse("1:4294967295").unwrap();
+        assert_eq!(huge.count(), Some(4_294_967_295));
+        assert_eq!(huge.expand(1000), None, "counted, never built");
         for bad in ["", "0", "1:*", "a", "1,,2", "1:2:3"] {
             assert_eq!(UidSet::parse(bad), None, "{bad:?}");
         }
         assert_eq!(UidSet::all().to_string(), "1:*");
-        assert_eq!(UidSet::all().expand(), None);
+        assert_eq!(UidSet::all().expand(usize::MAX), None);
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Operation for Append<'_> {
         let Some((uid_validity, set)) = append_uids(completion.code.as_ref()) else {
             return Ok(None);
         };
-        match set.expand().as_deref() {
+        match set.expand(1).as_deref() {
             Some([uid]) => Ok(Some(AppendUid {
                 uid_validity,
                 uid: *uid,
@@ -250,7 +250,7 @@ impl Operation for MultiAppend<'_> {
         let Some((uid_validity, set)) = append_uids(completion.code.as_ref()) else {
             return Ok(None);
         };
-        match set.expand() {
+        match set.expand(self.messages.len()) {
             Some(uids) if uids.len() == self.messages.len() => {
                 Ok(Some(AppendUids { uid_validity, uids }))
             }

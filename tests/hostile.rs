@@ -1,0 +1,101 @@
+//! Servers that lie or trickle, through a fault-injecting proxy in front
+//! of the real Dovecot: the job ends with a clear error, nothing huge is
+//! allocated, and the daemon stays up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ALICE;
+use common::daemon::{serve, snapshot_job, start_restore, wait_job};
+use mailrestore::api::client::ApiClient;
+use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
+use mailrestore_sandbox::fault_proxy::{Fault, FaultProxy};
+use mailrestore_sandbox::{Sandbox, SandboxOptions};
+use serde_json::json;
+
+fn seeded() -> Sandbox {
+    let sandbox = Sandbox::start(SandboxOptions::default()).expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    for i in 0..5 {
+        let m = format!("Subject: {i}\r\n\r\n{}\r\n", "body ".repeat(200));
+        imap.append("INBOX", &[], None, m.as_bytes()).unwrap();
+    }
+    imap.logout().unwrap();
+    sandbox
+}
+
+/// Points the daemon's `[imap]` at `port`, with more `[imap]` keys.
+fn through(f: &DaemonFiles, sandbox: &Sandbox, port: u16, keys: &str) {
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    let real = format!("\nport = {}\n", sandbox.dovecot().unwrap().imap_port);
+    assert!(text.contains(&real), "{text}");
+    let text = text.replacen(&real, &format!("\nport = {port}\n{keys}"), 1);
+    std::fs::write(&f.config, text).unwrap();
+}
+
+async fn alive(api: &ApiClient) {
+    let health = api.get("/v1/health").await.expect("the daemon is up");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"), "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_appenduid_of_four_billion_uids_is_a_clear_error_not_an_abort() {
+    let sandbox = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(daemon);
+    let proxy =
+        FaultProxy::start(sandbox.dovecot().unwrap().imap_port, Fault::HugeAppendUid).unwrap();
+    through(&f, &sandbox, proxy.port, "");
+    let _daemon = serve(&f);
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert!(proxy.applied.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "imap_error", "{job}");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(message.contains("APPENDUID"), "{message}");
+    alive(&api).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_trickling_a_fetch_fails_the_snapshot_at_the_response_deadline() {
+    let sandbox = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let proxy = FaultProxy::start(
+        sandbox.dovecot().unwrap().imap_port,
+        Fault::TrickleAfter {
+            marker: b"FETCH (".to_vec(),
+            every: Duration::from_millis(50),
+        },
+    )
+    .unwrap();
+    through(&f, &sandbox, proxy.port, "response_timeout = \"2s\"\n");
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let started = Instant::now();
+    let r = api
+        .post("/v1/snapshots", &json!({"user": ALICE}))
+        .await
+        .unwrap();
+    let job = wait_job(&api, &r["jobs"][0]).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(message.contains("whole response"), "{job}");
+    // Four tries (the first and three retries) of 2 s each, with backoff;
+    // the per-read timeout (60 s) never fires on a trickle.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    alive(&api).await;
+}
