@@ -259,6 +259,27 @@ async fn restore_all_brings_back_every_message_exactly_beside_the_live_data() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("bad_scope"), "{e}");
+    for bad in [
+        "admin@example.org, bob@example.org",
+        "Admin <admin@example.org>",
+        "admin",
+        "admin@example.org\r\nBcc: x@example.org",
+    ] {
+        let e = api
+            .post(
+                "/v1/restores",
+                &json!({"user": ALICE, "point": point, "requested_by": bad}),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("bad_requested_by"), "{bad:?}: {e}");
+    }
+    let long = format!("{}@example.org", "a".repeat(250));
+    let e = api
+        .post("/v1/restores", &json!({"user": long, "point": point}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid_user"), "{e}");
     let e = api
         .post(
             "/v1/restores",
@@ -470,6 +491,21 @@ async fn cancel_stops_a_running_restore_keeps_what_it_made_and_metrics_count_it(
     let api = ApiClient::new(&f.socket);
     let point = snapshot(&api, ALICE).await;
     let id = start_restore_and_wait_for_progress(&api, &point).await;
+    // The same restore again while it runs: that job (200), not a second.
+    let (status, body) = api
+        .raw(
+            "POST",
+            "/v1/restores",
+            Some(&json!({"user": ALICE, "point": point})),
+        )
+        .await
+        .unwrap();
+    let same: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, same["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{same}"
+    );
     let (status, _) = api
         .raw("DELETE", &format!("/v1/jobs/{id}"), None)
         .await

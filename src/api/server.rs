@@ -592,6 +592,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 
 /// A user name the daemon may act for: refused before anything is sent to a
 /// server when it could log in as somebody else.
+/// One RFC 5322 addr-spec (no display name, no list), as the notification
+/// will send to it, at most 254 bytes (RFC 5321's path limit).
+fn is_one_address(a: &str) -> bool {
+    a.len() <= 254 && crate::config::looks_like_address(a) && a.parse::<lettre::Address>().is_ok()
+}
+
 fn check_user_name(st: &ApiState, user: &str) -> ApiResult<()> {
     crate::protocol::imap::UserName::parse(
         user.as_bytes(),
@@ -771,6 +777,7 @@ async fn post_prune(
     request_body = RestoreRequest,
     responses(
         (status = 202, description = "The restore job", body = JobView),
+        (status = 200, description = "The same restore (user, point, scope) is queued or running already: that job", body = JobView),
         (status = 400, description = "`bad_request`, `invalid_user`, `bad_scope`, `bad_requested_by`", body = ErrorBody),
         (status = 404, description = "`unknown_user`, `point_not_found`", body = ErrorBody),
         (status = 408, description = "`request_timeout`", body = ErrorBody),
@@ -790,14 +797,10 @@ async fn post_restores(
             .parse()
             .map_err(|e: String| ApiError::new(ErrorCode::BadScope, e))?,
     };
-    if let Some(r) = req
-        .requested_by
-        .as_ref()
-        .filter(|r| !crate::config::looks_like_address(r))
-    {
+    if let Some(r) = req.requested_by.as_ref().filter(|r| !is_one_address(r)) {
         return Err(ApiError::new(
             ErrorCode::BadRequestedBy,
-            format!("requested_by must be a mail address, not {r:?}"),
+            format!("requested_by must be one mail address (local@domain), not {r:?}"),
         ));
     }
     let gens = generations(&st, &req.user).await?;
@@ -821,10 +824,17 @@ async fn post_restores(
         requested_by: req.requested_by,
     });
     let user = req.user;
-    let job = blocking(&st, move |st| st.queue.submit(user, spec))
+    // The same restore sent twice (a double click, a retried request)
+    // while the first is queued or running is that job, not a second one.
+    let (job, new) = blocking(&st, move |st| st.queue.submit_once(&user, spec))
         .await?
         .map_err(ApiError::internal)?;
-    Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(&job))))
+    let status = if new {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(JobView::from(&job))))
 }
 
 /// Runs index or queue work (sled reads, flushed writes) on the blocking

@@ -146,6 +146,9 @@ struct Inner {
     state: Mutex<State>,
     wake: Notify,
     shutdown: CancellationToken,
+    /// Held while a submission looks for an identical active job, so two
+    /// identical requests at the same instant make one job.
+    submit_once: Mutex<()>,
 }
 
 /// The daemon's job queue. Cheap to clone.
@@ -187,6 +190,7 @@ impl Queue {
                     running: HashMap::new(),
                 }),
                 wake: Notify::new(),
+                submit_once: Mutex::new(()),
                 shutdown: CancellationToken::new(),
             }),
         })
@@ -206,15 +210,30 @@ impl Queue {
     /// Queues a snapshot of `user` unless one is already queued or running,
     /// in which case that job is returned; the flag says whether it is new.
     pub fn submit_snapshot_once(&self, user: &str) -> Result<(Job, bool), IndexError> {
+        self.submit_once(user, JobSpec::Snapshot)
+    }
+
+    /// Queues `spec` for `user` unless a job with the same user and the
+    /// same arguments is queued or running, in which case that job is
+    /// returned; the flag says whether it is new.
+    pub fn submit_once(&self, user: &str, spec: JobSpec) -> Result<(Job, bool), IndexError> {
+        let _one_at_a_time = self
+            .inner
+            .submit_once
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let active = self.list(&JobFilter {
             user: Some(user.to_string()),
-            kind: Some(JobKind::Snapshot),
+            kind: Some(spec.kind()),
             state: None,
         })?;
-        if let Some(job) = active.into_iter().find(|j| !j.state.is_final()) {
+        if let Some(job) = active
+            .into_iter()
+            .find(|j| !j.state.is_final() && j.spec == spec)
+        {
             return Ok((job, false));
         }
-        let job = self.submit(user.to_string(), JobSpec::Snapshot)?;
+        let job = self.submit(user.to_string(), spec)?;
         Ok((job, true))
     }
 

@@ -46,6 +46,10 @@ impl LoginMethod {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserName(String);
 
+/// The longest user name accepted (bytes): longer than any mail address
+/// (RFC 5321 allows 254) and than Dovecot's own limit.
+pub const MAX_USER_NAME: usize = 255;
+
 impl UserName {
     /// Checks a user name for use with `method`.
     pub fn parse(raw: &[u8], method: &LoginMethod) -> Result<Self, ImapError> {
@@ -56,6 +60,9 @@ impl UserName {
         let name = std::str::from_utf8(raw).map_err(|_| refuse("not valid UTF-8"))?;
         if name.is_empty() {
             return Err(refuse("empty"));
+        }
+        if name.len() > MAX_USER_NAME {
+            return Err(refuse("longer than 255 bytes"));
         }
         if name.chars().any(char::is_control) {
             return Err(refuse("contains a control character"));
