@@ -99,3 +99,49 @@ async fn a_server_trickling_a_fetch_fails_the_snapshot_at_the_response_deadline(
     );
     alive(&api).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_at_the_servers_limits_restore_with_their_mapping_named() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    // 1,940 bytes in 20 levels: Dovecot takes it, but not with the
+    // target's name before it (it refuses names over 2,048 bytes).
+    let long: Vec<String> = (0..20)
+        .map(|i| format!("{i:02}{}", "n".repeat(95)))
+        .collect();
+    let long = long.join("/");
+    let wild = "50% off * now";
+    for name in [long.as_str(), wild] {
+        imap.create(name).unwrap();
+        imap.append(name, &[], None, b"Subject: x\r\n\r\nx\r\n")
+            .unwrap();
+    }
+    imap.logout().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let w = job["warnings"].to_string();
+    assert!(w.contains("joined into one"), "{w}");
+    assert!(w.contains("50_ off _ now"), "{w}");
+    let target = job["target"]["folder"].as_str().unwrap();
+    let now = common::live(d, ALICE);
+    let restored: Vec<_> = now
+        .iter()
+        .filter(|(n, m)| n.starts_with(target) && !m.is_empty())
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(
+        restored.iter().any(|n| n.ends_with("50_ off _ now")),
+        "{restored:?}"
+    );
+    assert!(restored.iter().all(|n| n.len() <= 2000), "{restored:?}");
+    assert_eq!(restored.len(), 2, "both messages restored: {restored:?}");
+}

@@ -12,7 +12,19 @@
 //!   server's separator; `INBOX/x` becomes `TARGET/INBOX/x`;
 //! - folder names are data, not paths: each level is cleaned so it can
 //!   neither add a level (a live separator inside it), nor be empty, `.`,
-//!   `..`, a wildcard or a control character; nothing can escape the target.
+//!   `..`, hold a LIST wildcard (`*`, `%`) or a control character; nothing
+//!   can escape the target;
+//! - names always fit: a level longer than [`MAX_LEVEL_BYTES`] (on the wire,
+//!   modified UTF-7) is cut and given a short hash of the whole level, and
+//!   the levels past [`MAX_NAME_BYTES`] in all are joined into one last
+//!   level, so a 1,000-level or 4 KiB name still restores (Dovecot refuses
+//!   a name over its limits);
+//! - only one folder is the INBOX (the one named exactly `INBOX`, else the
+//!   first spelled so in another case); another spelling is restored as an
+//!   ordinary folder beside it.
+//!
+//! Every change to a name is listed in [`Plan::renamed`], which the job
+//! shows in its warnings.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,6 +83,98 @@ pub enum PlanError {
     NoFreeName(String),
 }
 
+/// The longest hierarchy level created, in bytes on the wire (modified
+/// UTF-7): below the 255 bytes of a file name, which Maildir layouts use
+/// per level.
+pub const MAX_LEVEL_BYTES: usize = 200;
+
+/// The longest full name created, in bytes on the wire: Dovecot 2.3
+/// refuses to create a name longer than half its 4096-byte list limit
+/// ("Mailbox name too long"); a little margin below it.
+pub const MAX_NAME_BYTES: usize = 2000;
+
+/// The most hierarchy levels a created name has below the target.
+pub const MAX_LEVELS: usize = 200;
+
+/// Bytes a name takes on the wire.
+fn wire_len(name: &str) -> usize {
+    crate::protocol::imap::MailboxName::from_utf8(name).map_or(name.len(), |m| m.raw().len())
+}
+
+/// Cuts a level to [`MAX_LEVEL_BYTES`] on the wire, keeping it distinct
+/// from other cut levels with a hash of the whole.
+fn fit_level(level: String) -> String {
+    if wire_len(&level) <= MAX_LEVEL_BYTES {
+        return level;
+    }
+    let tag = &blake3::hash(level.as_bytes()).to_hex()[..8];
+    let mut cut = String::new();
+    for c in level.chars() {
+        cut.push(c);
+        if wire_len(&cut) + 10 > MAX_LEVEL_BYTES {
+            cut.pop();
+            break;
+        }
+    }
+    format!("{cut}~{tag}")
+}
+
+/// Which folder is the INBOX: the one named exactly `INBOX`, else the first
+/// spelled so in another case.
+fn inbox_of(folders: &[SourceFolder]) -> Option<usize> {
+    folders.iter().position(|f| f.name == "INBOX").or_else(|| {
+        folders
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case("INBOX"))
+    })
+}
+
+/// The levels of a folder below the target, cleaned and fitted; what
+/// changed is added to `renamed`.
+fn target_levels(
+    f: &SourceFolder,
+    snapshot_prefix: &str,
+    target: &str,
+    live: &LiveNamespace,
+    renamed: &mut Vec<String>,
+) -> Vec<String> {
+    let relative = f.name.strip_prefix(snapshot_prefix).unwrap_or(&f.name);
+    let raw: Vec<&str> = match f.separator {
+        Some(sep) => relative.split(sep).collect(),
+        None => vec![relative],
+    };
+    let mut levels: Vec<String> = Vec::with_capacity(raw.len());
+    let mut used = wire_len(target);
+    for (i, level) in raw.iter().enumerate() {
+        let mut clean = fit_level(clean_level(level, live.separator));
+        let room = MAX_NAME_BYTES.saturating_sub(used + 1);
+        let last_allowed = i + 1 == MAX_LEVELS;
+        if wire_len(&clean) > room
+            || (i + 1 < raw.len() && (room < 2 * MAX_LEVEL_BYTES || last_allowed))
+        {
+            // Too deep: the rest of the levels become one last level.
+            let rest: Vec<String> = raw[i..]
+                .iter()
+                .map(|l| clean_level(l, live.separator))
+                .collect();
+            clean = fit_level(rest.join("_"));
+            levels.push(clean);
+            renamed.push(format!(
+                "{} → its levels from the {}th on are joined into one (the name is too long)",
+                f.name,
+                i + 1
+            ));
+            break;
+        }
+        if clean != *level {
+            renamed.push(format!("{} → {}", f.name, clean));
+        }
+        used += 1 + wire_len(&clean);
+        levels.push(clean);
+    }
+    levels
+}
+
 /// Makes the plan.
 pub fn plan(
     folders: &[SourceFolder],
@@ -89,25 +193,23 @@ pub fn plan(
     let mut planned: BTreeMap<String, Option<usize>> = BTreeMap::new();
     planned.insert(target.clone(), None);
     let mut renamed = Vec::new();
+    let inbox = inbox_of(folders);
     for (i, f) in folders.iter().enumerate() {
-        if f.name.eq_ignore_ascii_case("INBOX") {
+        if Some(i) == inbox {
             planned.insert(target.clone(), Some(i));
             continue;
         }
         if scope == Scope::Inbox {
             continue;
         }
-        let relative = f.name.strip_prefix(snapshot_prefix).unwrap_or(&f.name);
-        let levels: Vec<&str> = match f.separator {
-            Some(sep) => relative.split(sep).collect(),
-            None => vec![relative],
-        };
+        if f.name.eq_ignore_ascii_case("INBOX") {
+            renamed.push(format!(
+                "{} → {target}{}{}: another spelling of INBOX, restored as a folder",
+                f.name, live.separator, f.name
+            ));
+        }
         let mut name = target.clone();
-        for level in levels {
-            let clean = clean_level(level, live.separator);
-            if clean != level {
-                renamed.push(format!("{} → {}", f.name, clean));
-            }
+        for clean in target_levels(f, snapshot_prefix, &target, live, &mut renamed) {
             name.push(live.separator);
             name.push_str(&clean);
             // Parents are created too, so every level exists and is subscribed.
@@ -170,7 +272,7 @@ pub fn clean_level(level: &str, separator: char) -> String {
     let mut out: String = level
         .chars()
         .map(|c| {
-            if c == separator || c.is_control() || c == '/' {
+            if c == separator || c.is_control() || c == '/' || c == '*' || c == '%' {
                 '_'
             } else {
                 c
@@ -364,6 +466,80 @@ mod tests {
         assert_eq!(clean_level("a.b", '.'), "a_b");
         assert_eq!(clean_level("a/b", '.'), "a_b");
         assert_eq!(clean_level("", '/'), "_");
+        assert_eq!(clean_level("50% *off*", '/'), "50_ _off_");
         assert_eq!(clean_level("Été 日本", '/'), "Été 日本");
+    }
+
+    fn plan_of(folders: &[SourceFolder]) -> Plan {
+        let live = LiveNamespace {
+            prefix: String::new(),
+            separator: '/',
+        };
+        plan(
+            folders,
+            "",
+            Scope::All,
+            &at("2026-01-02T03:04:00[UTC]"),
+            T,
+            &live,
+            &BTreeSet::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn two_spellings_of_inbox_never_share_the_target() {
+        let p = plan_of(&[f("inbox", '/'), f("INBOX", '/'), f("Inbox", '/')]);
+        let into_target: Vec<_> = p
+            .folders
+            .iter()
+            .filter(|pf| pf.target == p.target)
+            .filter_map(|pf| pf.source)
+            .collect();
+        assert_eq!(into_target, vec![1], "only the exact INBOX: {p:?}");
+        let sources: BTreeSet<_> = p.folders.iter().filter_map(|pf| pf.source).collect();
+        assert_eq!(
+            sources.len(),
+            3,
+            "every folder has a home of its own: {p:?}"
+        );
+        assert!(
+            p.renamed.iter().any(|r| r.contains("another spelling")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn long_and_deep_names_always_fit() {
+        let long = "é".repeat(4112 / 2);
+        let deep: String = (0..1000)
+            .map(|i| format!("L{i}"))
+            .collect::<Vec<_>>()
+            .join("/");
+        let other_long = format!("{}x", "é".repeat(4112 / 2));
+        let p = plan_of(&[
+            f("INBOX", '/'),
+            f(&long, '/'),
+            f(&deep, '/'),
+            f(&other_long, '/'),
+        ]);
+        for pf in &p.folders {
+            assert!(
+                wire_len(&pf.target) <= MAX_NAME_BYTES,
+                "{}",
+                pf.target.len()
+            );
+            assert!(pf.target.split('/').count() <= MAX_LEVELS + 1);
+            for level in pf.target.split('/') {
+                assert!(wire_len(level) <= MAX_LEVEL_BYTES, "{level}");
+            }
+        }
+        let sources: BTreeSet<_> = p.folders.iter().filter_map(|pf| pf.source).collect();
+        assert_eq!(sources.len(), 4, "cut names stay distinct: {p:?}");
+        assert!(
+            p.renamed.iter().any(|r| r.contains("joined")),
+            "{:?}",
+            p.renamed
+        );
     }
 }
