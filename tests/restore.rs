@@ -558,3 +558,47 @@ async fn cancel_stops_a_running_restore_keeps_what_it_made_and_metrics_count_it(
             && text.contains("mailrestore_scheduler_lag_seconds ")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_re_created_by_someone_else_while_the_restore_was_down_is_never_merged_into() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    imap.create("Work").unwrap();
+    for i in 0..5u32 {
+        let m = format!("Subject: w {i}\r\n\r\nw {i}\r\n");
+        imap.append("Work", &[], None, m.as_bytes()).unwrap();
+        imap.append("INBOX", &[], None, m.as_bytes()).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    // Dies after the server's OK to the first batch (INBOX or Work).
+    let daemon = serve_crashing_at(&f, "restore.answered:1");
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot(&api, ALICE).await;
+    let job = api
+        .post("/v1/restores", &json!({"user": ALICE, "point": point}))
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_crash(daemon, &f);
+    // Someone deletes the restored Work folder and makes their own there.
+    let target = live(d, ALICE)
+        .keys()
+        .find(|n| n.starts_with("INBOX_") && !n.contains('/'))
+        .cloned()
+        .expect("the target was created");
+    let work = format!("{target}/Work");
+    imap.command_ok(&format!("DELETE \"{work}\"")).unwrap();
+    imap.create(&work).unwrap();
+    imap.append(&work, &[], None, b"Subject: theirs\r\n\r\ntheirs\r\n")
+        .unwrap();
+    imap.logout().unwrap();
+
+    let _daemon = serve(&f);
+    let job = wait_job(&api, &json!({"id": id})).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "target_changed", "{job}");
+    let now = live(d, ALICE);
+    assert_eq!(now[&work].len(), 1, "nothing merged into their folder");
+}

@@ -26,20 +26,24 @@ const BATCH_MESSAGES: usize = 200;
 /// Most bytes in one APPEND command (a larger message goes alone).
 const BATCH_BYTES: u64 = 8 << 20;
 
-/// Creates (if not yet) and subscribes a planned folder.
-pub async fn create_folder(conn: &mut ImapConnection, name: &str) -> Result<(), RestoreError> {
+/// Creates (if not yet) and subscribes a planned folder; true when this
+/// call created it, false when it existed (`ALREADYEXISTS`: the caller
+/// decides whether it is this restore's own, from before an interruption).
+pub async fn create_folder(conn: &mut ImapConnection, name: &str) -> Result<bool, RestoreError> {
     let mailbox = MailboxName::from_utf8(name)?;
-    match conn.create(&mailbox).await {
-        Ok(()) => crate::failpoint::hit("restore.created"),
-        // Ours from before an interruption: the plan was saved before any
-        // CREATE, and its names were free then.
+    let fresh = match conn.create(&mailbox).await {
+        Ok(()) => {
+            crate::failpoint::hit("restore.created");
+            true
+        }
         Err(e) if e.response_code() == Some(&ResponseCode::AlreadyExists) => {
-            debug!(folder = name, "folder already created");
+            debug!(folder = name, "folder already exists");
+            false
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     conn.subscribe(&mailbox).await?;
-    Ok(())
+    Ok(fresh)
 }
 
 /// Restores one folder's messages into `target`, from where the journal

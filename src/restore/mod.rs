@@ -162,6 +162,12 @@ pub struct FolderJournal {
     pub done: u64,
     /// A batch that may or may not have landed.
     pub pending: Option<Pending>,
+    /// The folder's UIDVALIDITY right after this restore created it: at
+    /// resume, a folder of that name with another one was re-created by
+    /// someone else (`target_changed`, nothing merged). Absent in journals
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid_validity: Option<u32>,
 }
 
 /// What a restore brings back, read from its point.
@@ -571,11 +577,31 @@ impl Restorer {
                 .index()
                 .journal(shared.job, &journal::folder(i))?
                 .unwrap_or_default();
+            let mailbox = crate::protocol::imap::MailboxName::from_utf8(&pf.target)?;
             if !j.created {
                 shared.check_stop()?;
-                imap::create_folder(conn, &pf.target).await?;
+                let fresh = imap::create_folder(conn, &pf.target).await?;
+                let status = conn.status(&mailbox).await?;
+                // ALREADYEXISTS with nothing recorded: this restore died
+                // between its CREATE and the journal (the name was free
+                // when the plan was saved), unless the folder holds mail.
+                if !fresh && status.messages > 0 {
+                    return Err(RestoreError::TargetChanged(format!(
+                        "{} exists and holds {} messages this restore did not send",
+                        pf.target, status.messages
+                    )));
+                }
                 j.created = true;
+                j.uid_validity = Some(status.uid_validity.get());
                 shared.save(i, &j).await?;
+            } else if let Some(recorded) = j.uid_validity {
+                let now = conn.status(&mailbox).await?.uid_validity.get();
+                if now != recorded {
+                    return Err(RestoreError::TargetChanged(format!(
+                        "{} was re-created by someone else (UIDVALIDITY {recorded} is now {now})",
+                        pf.target
+                    )));
+                }
             }
             journals.push(j);
         }
