@@ -46,6 +46,8 @@ pub fn principal_url(base: &Url, template: &str, user: &str) -> Result<Url, Href
 /// naming another host (a server behind a proxy that builds hrefs from its
 /// public name, `localhost` for `127.0.0.1`) keeps only its path: requests
 /// always go to the configured server, and the path is what gets checked.
+/// So does one carrying a user name or password (`//user:pw@host/…`): the
+/// HTTP client would send those as the request's credentials.
 pub fn resolve(request: &Url, href: &str) -> Result<Url, HrefError> {
     let url = request
         .join(href)
@@ -53,6 +55,8 @@ pub fn resolve(request: &Url, href: &str) -> Result<Url, HrefError> {
     let url = if url.scheme() != request.scheme()
         || url.host_str() != request.host_str()
         || url.port_or_known_default() != request.port_or_known_default()
+        || url.username() != request.username()
+        || url.password() != request.password()
     {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HrefError::OtherServer(url.to_string()));
@@ -222,6 +226,25 @@ mod tests {
         ] {
             let e = homes.resolve(&req, bad).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_an_href_are_dropped() {
+        // The `href` fuzz target's invariant: a same-host href with user
+        // info kept it, and reqwest turns URL user info into an
+        // Authorization header of the server's choosing.
+        let req = base().join("/alice%40example.org/").unwrap();
+        for href in [
+            "//user:pw@127.0.0.1:5232/alice%40example.org/x",
+            "http://user@127.0.0.1:5232/alice%40example.org/x",
+        ] {
+            let url = resolve(&req, href).unwrap();
+            assert_eq!(
+                url.as_str(),
+                "http://127.0.0.1:5232/alice%40example.org/x",
+                "{href}"
+            );
         }
     }
 

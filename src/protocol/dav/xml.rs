@@ -87,6 +87,9 @@ pub fn parse(body: &[u8]) -> Result<Element, DavParseError> {
                     return Err(DavParseError::new("too many XML elements"));
                 }
                 stack.push(element(&ns, &start));
+                if stack.len() > MAX_DEPTH {
+                    return Err(DavParseError::new("XML nested too deeply"));
+                }
                 close(&mut stack, &mut root)?;
             }
             Event::End(_) => close(&mut stack, &mut root)?,
@@ -156,5 +159,33 @@ fn namespace(ns: &ResolveResult<'_>) -> String {
     match ns {
         ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth(e: &Element) -> usize {
+        1 + e.children.iter().map(depth).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn the_depth_bound_holds_for_empty_elements_too() {
+        // The `dav_multistatus` fuzz target's depth check: an empty element
+        // inside MAX_DEPTH open ones made a tree deeper than the bound.
+        let at_bound = format!(
+            "{}<b/>{}",
+            "<a>".repeat(MAX_DEPTH - 1),
+            "</a>".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(depth(&parse(at_bound.as_bytes()).unwrap()), MAX_DEPTH);
+        let beyond = format!(
+            "{}<b/>{}",
+            "<a>".repeat(MAX_DEPTH),
+            "</a>".repeat(MAX_DEPTH)
+        );
+        let err = parse(beyond.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nested too deeply"), "{err}");
     }
 }
