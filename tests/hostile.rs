@@ -145,3 +145,55 @@ async fn names_at_the_servers_limits_restore_with_their_mapping_named() {
     assert!(restored.iter().all(|n| n.len() <= 2000), "{restored:?}");
     assert_eq!(restored.len(), 2, "both messages restored: {restored:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_another_user_shares_never_goes_into_the_point() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        shared_folders: true,
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox with shared folders");
+    let d = sandbox.dovecot().unwrap();
+    let mut bob = d.login_master("bob@example.org").unwrap();
+    bob.create("Projet").unwrap();
+    bob.append(
+        "Projet",
+        &[],
+        None,
+        b"Subject: bob's\r\n\r\nbob's own mail\r\n",
+    )
+    .unwrap();
+    bob.command_ok("SETACL \"Projet\" \"alice@example.org\" \"lr\"")
+        .unwrap();
+    bob.logout().unwrap();
+    let mut alice = d.login_master(ALICE).unwrap();
+    alice
+        .append("INBOX", &[], None, b"Subject: mine\r\n\r\nmine\r\n")
+        .unwrap();
+    let listed: Vec<String> = alice.list().unwrap().into_iter().map(|f| f.name).collect();
+    assert!(
+        listed.iter().any(|n| n.starts_with("shared/")),
+        "the share is visible to alice: {listed:?}\n{}",
+        sandbox.log_tail()
+    );
+    alice.logout().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let job = snapshot_job(&api, ALICE).await;
+    let point = job["point"].as_str().unwrap().to_string();
+    let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
+    let p = &points["points"][0];
+    assert_eq!(p["id"], point.as_str());
+    assert_eq!(p["mail"]["messages"], 1, "only alice's own message: {p}");
+    let restored = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    let target = restored["target"]["folder"].as_str().unwrap();
+    let now = common::live(d, ALICE);
+    assert!(
+        !now.keys()
+            .any(|n| n.starts_with(target) && n.contains("shared")),
+        "{:?}",
+        now.keys().collect::<Vec<_>>()
+    );
+}

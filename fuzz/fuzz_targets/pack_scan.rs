@@ -38,7 +38,23 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(path, data).expect("the temporary pack can be written");
     let pack = PackId([7; 16]);
     let entries = match scan(path, pack) {
-        Ok(entries) => entries,
+        Ok(scan) => {
+            // Regions and entries tile the pack, in order, without overlap.
+            let mut end = 8u64;
+            let mut spans: Vec<(u64, u64)> = scan
+                .entries
+                .iter()
+                .map(|e| (e.location.offset, e.location.offset + 64 + e.location.stored_len))
+                .chain(scan.damaged.iter().map(|d| (d.offset, d.end)))
+                .collect();
+            spans.sort();
+            for (start, stop) in spans {
+                assert_eq!(start, end, "a gap or an overlap at {start}");
+                end = stop;
+            }
+            assert!(scan.entries.is_empty() && scan.damaged.is_empty() || end == data.len() as u64);
+            scan.entries
+        }
         Err(err) => {
             let _ = err.to_string();
             Vec::new()

@@ -226,14 +226,28 @@ fn render_config(
         MaildirLayout::Fs => "maildir:~/Maildir:LAYOUT=fs",
         MaildirLayout::MaildirPlusPlus => "maildir:~/Maildir",
     };
-    let (mail_plugins, imap_mail_plugins, plugin_settings) = match &opts.quota {
+    let (mut mail_plugins, mut imap_mail_plugins, mut plugin_settings) = match &opts.quota {
         Some(limit) => (
-            "quota",
-            "imap_quota",
+            "quota".to_string(),
+            "imap_quota".to_string(),
             format!("  quota = maildir:User quota\n  quota_rule = *:storage={limit}"),
         ),
-        None => ("", "", String::new()),
+        None => (String::new(), String::new(), String::new()),
     };
+    let mut shared_namespace = String::new();
+    if opts.shared_folders {
+        mail_plugins.push_str(" acl");
+        imap_mail_plugins.push_str(" imap_acl");
+        plugin_settings.push_str(&format!(
+            // A master login is checked against the user's own rights.
+            "\n  acl = vfile\n  acl_shared_dict = file:{mail_root}/shared-mailboxes.db\n  acl_user = %u"
+        ));
+        shared_namespace = format!(
+            "namespace shared {{\n  type = shared\n  separator = {sep}\n  prefix = shared{sep}%%u{sep}\n  location = {mail_location}:INDEX=~/shared/%%u\n  subscriptions = no\n  list = children\n}}\n# The imap process looks up the sharing user's home.\nservice auth {{\n  unix_listener auth-userdb {{\n    mode = 0777\n  }}\n}}\n",
+            sep = opts.separator,
+            mail_location = mail_location.replace('~', "%%h"),
+        );
+    }
     let separator = opts.separator.to_string();
     let (uid, gid) = (mail_uid.to_string(), mail_gid.to_string());
     let (imap, lmtp) = (imap_port.to_string(), lmtp_port.to_string());
@@ -250,9 +264,10 @@ fn render_config(
             ("mail_root", &mail_root),
             ("mail_location", mail_location),
             ("mail_fsync", if opts.fsync { "optimized" } else { "never" }),
-            ("mail_plugins", mail_plugins),
-            ("imap_mail_plugins", imap_mail_plugins),
+            ("mail_plugins", mail_plugins.trim()),
+            ("imap_mail_plugins", imap_mail_plugins.trim()),
             ("plugin_settings", &plugin_settings),
+            ("shared_namespace", &shared_namespace),
             ("separator", &separator),
             ("prefix", &opts.prefix),
             ("imap_port", &imap),

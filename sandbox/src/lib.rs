@@ -89,6 +89,9 @@ pub struct SandboxOptions {
     pub prefix: String,
     /// On-disk Maildir layout.
     pub maildir_layout: MaildirLayout,
+    /// Dovecot's `acl` plugin and a shared namespace `shared/USER/`, so that
+    /// users can share folders with each other (`SETACL`).
+    pub shared_folders: bool,
 }
 
 impl Default for SandboxOptions {
@@ -109,6 +112,7 @@ impl Default for SandboxOptions {
             separator: '/',
             prefix: String::new(),
             maildir_layout: MaildirLayout::Fs,
+            shared_folders: false,
         }
     }
 }

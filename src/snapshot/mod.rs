@@ -249,8 +249,12 @@ impl Snapshotter {
     ) -> Result<SnapshotOutcome, SnapshotError> {
         let taken_at = crate::time::now();
         let mut first = ImapConnection::open(&self.endpoint, user).await?;
-        let namespace = personal_namespace(&mut first).await?;
-        let entries = first.list_mailboxes().await?;
+        let (namespace, foreign) = personal_namespace(&mut first).await?;
+        let listed = first.list_mailboxes().await?;
+        let entries: Vec<MailboxEntry> = listed
+            .into_iter()
+            .filter(|e| is_own(e.name.as_str(), &foreign))
+            .collect();
         debug!(user, folders = entries.len(), "listed folders");
         let (folders, collections, writers) = self.take(user, first, entries, progress).await?;
         let point = PointParts {
@@ -411,15 +415,40 @@ impl Snapshotter {
     }
 }
 
-/// The personal namespace the server announces (prefix and separator).
-async fn personal_namespace(conn: &mut ImapConnection) -> Result<Namespace, SnapshotError> {
+/// The personal namespace the server announces (prefix and separator),
+/// and the prefixes of the others (other users', shared): what is there
+/// is not the user's own data and never goes into their points.
+async fn personal_namespace(
+    conn: &mut ImapConnection,
+) -> Result<(Namespace, Vec<String>), SnapshotError> {
     let namespace = conn.namespace().await?;
     let personal = namespace.personal.first();
-    Ok(Namespace {
-        prefix: personal
-            .map(|n| n.prefix.as_str().to_string())
-            .unwrap_or_default(),
-        separator: personal.and_then(|n| n.delimiter),
+    let foreign = namespace
+        .other_users
+        .iter()
+        .chain(&namespace.shared)
+        .map(|n| n.prefix.as_str().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok((
+        Namespace {
+            prefix: personal
+                .map(|n| n.prefix.as_str().to_string())
+                .unwrap_or_default(),
+            separator: personal.and_then(|n| n.delimiter),
+        },
+        foreign,
+    ))
+}
+
+/// True when a listed folder is in the user's own namespace: not under (nor
+/// the root of) another user's or a shared namespace.
+fn is_own(name: &str, foreign: &[String]) -> bool {
+    !foreign.iter().any(|prefix| {
+        name.starts_with(prefix.as_str())
+            || prefix
+                .strip_suffix(|c: char| !c.is_alphanumeric())
+                .is_some_and(|root| name == root)
     })
 }
 
