@@ -507,7 +507,9 @@ mod tests {
                 }
             }
             // The input's tail as an index location: what the fuzz target probes.
-            let tail = &data[data.len() - 73..];
+            let Some(tail) = data.len().checked_sub(73).map(|at| &data[at..]) else {
+                continue;
+            };
             let id = BlobId(tail[..32].try_into().unwrap());
             if let Some(loc) = BlobLocation::from_bytes(&tail[32..]) {
                 // Sound (the hash vouches for it) or an error; never a panic.
