@@ -197,3 +197,59 @@ async fn a_folder_another_user_shares_never_goes_into_the_point() {
         now.keys().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_without_an_inbox_is_an_unknown_user_and_makes_no_point() {
+    let sandbox = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    // A server that logs anyone in and lists no INBOX (as Cyrus's proxy
+    // does for a mailbox that does not exist).
+    let proxy = FaultProxy::start(
+        sandbox.dovecot().unwrap().imap_port,
+        Fault::DropLines {
+            containing: b"\"/\" INBOX\r".to_vec(),
+        },
+    )
+    .unwrap();
+    through(&f, &sandbox, proxy.port, "");
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let r = api
+        .post("/v1/snapshots", &json!({"user": ALICE}))
+        .await
+        .unwrap();
+    let job = wait_job(&api, &r["jobs"][0]).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "unknown_user", "{job}");
+    let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
+    assert!(points["points"].as_array().unwrap().is_empty(), "{points}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_point_that_lost_most_folders_says_so() {
+    let sandbox = seeded();
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    for i in 0..8 {
+        imap.create(&format!("F{i}")).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let first = snapshot_job(&api, ALICE).await;
+    assert!(
+        first["warnings"].as_array().is_none_or(Vec::is_empty),
+        "{first}"
+    );
+    for i in 0..8 {
+        imap.command_ok(&format!("DELETE \"F{i}\"")).unwrap();
+    }
+    imap.logout().unwrap();
+    let second = snapshot_job(&api, ALICE).await;
+    assert!(
+        second["warnings"].to_string().contains("more than half"),
+        "{second}"
+    );
+}

@@ -21,6 +21,11 @@ pub enum Fault {
         /// The pause between bytes.
         every: Duration,
     },
+    /// Server lines holding `containing` are not passed on.
+    DropLines {
+        /// What marks a line to drop.
+        containing: Vec<u8>,
+    },
 }
 
 /// A running proxy; it stops accepting when dropped.
@@ -98,13 +103,16 @@ fn serve_back(
         }
         pending.extend_from_slice(&buf[..n]);
         match fault {
-            Fault::HugeAppendUid => {
+            Fault::HugeAppendUid | Fault::DropLines { .. } => {
                 // Whole lines only, so a code split across reads is seen.
                 let Some(end) = pending.windows(2).rposition(|w| w == b"\r\n") else {
                     continue;
                 };
                 let rest = pending.split_off(end + 2);
-                let out = rewrite_appenduid(&pending, count);
+                let out = match fault {
+                    Fault::DropLines { containing } => drop_lines(&pending, containing, count),
+                    _ => rewrite_appenduid(&pending, count),
+                };
                 client.write_all(&out)?;
                 pending = rest;
             }
@@ -132,6 +140,18 @@ fn serve_back(
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn drop_lines(bytes: &[u8], containing: &[u8], count: &AtomicUsize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if find(line, containing).is_some() {
+            count.fetch_add(1, Ordering::SeqCst);
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
 }
 
 fn rewrite_appenduid(bytes: &[u8], count: &AtomicUsize) -> Vec<u8> {

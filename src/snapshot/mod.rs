@@ -57,6 +57,10 @@ pub enum SnapshotError {
     /// Stopped on request.
     #[error("the snapshot was stopped")]
     Stopped,
+    /// The login succeeded but the mailbox has no INBOX: it does not exist
+    /// (a proxy that accepts any login does this); no point is made.
+    #[error("{0:?} logged in but has no INBOX: no such mailbox on the server")]
+    NoInbox(String),
 }
 
 impl From<RepoError> for SnapshotError {
@@ -87,6 +91,7 @@ impl SnapshotError {
                 JobError::new(ErrorCode::DiskFull, e.to_string())
             }
             SnapshotError::Stopped => JobError::new(ErrorCode::Cancelled, self.to_string()),
+            SnapshotError::NoInbox(_) => JobError::new(ErrorCode::UnknownUser, self.to_string()),
             SnapshotError::Dav(e) => JobError::new(e.code(), e.to_string()),
             other => JobError::new(ErrorCode::StoreError, other.to_string()),
         }
@@ -255,8 +260,25 @@ impl Snapshotter {
             .into_iter()
             .filter(|e| is_own(e.name.as_str(), &foreign))
             .collect();
+        if !entries
+            .iter()
+            .any(|e| e.name.as_str().eq_ignore_ascii_case("INBOX") && e.is_selectable())
+        {
+            return Err(SnapshotError::NoInbox(user.to_string()));
+        }
         debug!(user, folders = entries.len(), "listed folders");
         let (folders, collections, writers) = self.take(user, first, entries, progress).await?;
+        let previous = {
+            let (repo, user) = (self.store.clone(), user.to_string());
+            off_thread(move || repo.index().generations(&user))
+                .await?
+                .pop()
+        };
+        if let Some(previous) = previous {
+            for w in drops(&previous, &folders, &collections) {
+                progress.warn(w);
+            }
+        }
         let point = PointParts {
             user: user.to_string(),
             taken_at,
@@ -413,6 +435,46 @@ impl Snapshotter {
         let _ = conn.logout().await;
         Ok(writer)
     }
+}
+
+/// What a point lost against the previous one that looks like a change of
+/// rights or of mailbox rather than the user's doing: every calendar or
+/// every address book gone, or more than half of the folders.
+fn drops(
+    previous: &Generation,
+    folders: &[FolderManifest],
+    collections: &[CollectionManifest],
+) -> Vec<String> {
+    use crate::protocol::dav::CollectionKind;
+    let mut out = Vec::new();
+    let count = |kind| collections.iter().filter(|c| c.kind == kind).count() as u64;
+    for (kind, before, what) in [
+        (
+            CollectionKind::Calendar,
+            previous.calendars.collections,
+            "calendars",
+        ),
+        (
+            CollectionKind::Addressbook,
+            previous.contacts.collections,
+            "address books",
+        ),
+    ] {
+        if before > 0 && count(kind) == 0 {
+            out.push(format!(
+                "the previous point {} had {before} {what} and this one has none: check the DAV account's rights",
+                previous.id
+            ));
+        }
+    }
+    let now = folders.len() as u64;
+    if previous.mail.folders >= 4 && now * 2 < previous.mail.folders {
+        out.push(format!(
+            "the previous point {} had {} folders and this one has {now}: more than half are gone",
+            previous.id, previous.mail.folders
+        ));
+    }
+    out
 }
 
 /// The personal namespace the server announces (prefix and separator),
