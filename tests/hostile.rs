@@ -253,3 +253,64 @@ async fn a_point_that_lost_most_folders_says_so() {
         "{second}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_reaches_a_log_even_at_trace_level() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        radicale: true,
+        postfix: true,
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    imap.append("INBOX", &[], None, b"Subject: x\r\n\r\nx\r\n")
+        .unwrap();
+    imap.logout().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let daemon = common::daemon::serve_with(&f, &[("MAILRESTORE_LOG", "trace")]);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = wait_job(&api, &start_restore(&api, ALICE, &point, "all").await).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    // A wrong password too: its error must not quote what was sent.
+    drop(daemon);
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    std::fs::write(dir.path().join("imap.secret"), "not-the-password\n").unwrap();
+    std::fs::write(&f.config, &text).unwrap();
+    let _daemon = common::daemon::serve_with(&f, &[("MAILRESTORE_LOG", "trace")]);
+    let refused = api
+        .post("/v1/snapshots", &json!({"user": ALICE}))
+        .await
+        .expect_err("the master password is wrong");
+    let failed = refused.to_string();
+    assert!(failed.contains("AUTHENTICATIONFAILED"), "{failed}");
+
+    let log = std::fs::read_to_string(f.dir.join("serve.log")).unwrap();
+    assert!(
+        log.len() > 10_000,
+        "trace logging is on: {} bytes",
+        log.len()
+    );
+    let radicale = sandbox.radicale().unwrap();
+    let mut secrets = vec![
+        d.master_password.clone(),
+        radicale.admin_password.clone(),
+        "not-the-password".to_string(),
+    ];
+    for user in ["alice@example.org", "bob@example.org"] {
+        secrets.push(d.user_password(user));
+        secrets.push(radicale.user_password(user));
+    }
+    let everything = format!("{log}\n{job}\n{failed}");
+    for s in &secrets {
+        assert!(
+            !everything.contains(s.as_str()),
+            "a password is in the log or the API"
+        );
+    }
+}

@@ -1024,3 +1024,66 @@ async fn starttls_upgrades_before_login_and_refreshes_capabilities() {
     assert!(conn.capabilities().multiappend());
     server.await.unwrap();
 }
+
+/// A CA and a leaf it signed for `names`, valid over the given days (rcgen,
+/// to make certificates openssl's CLI cannot: expired ones).
+fn rcgen_cert(names: &[&str], valid: ((i32, u8, u8), (i32, u8, u8))) -> TestCert {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, date_time_ymd};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let ((y1, m1, d1), (y2, m2, d2)) = valid;
+    leaf.not_before = date_time_ymd(y1, m1, d1);
+    leaf.not_after = date_time_ymd(y2, m2, d2);
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("leaf.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    TestCert {
+        cert: path("ca.pem"),
+        key: path("key.pem"),
+        leaf: path("leaf.pem"),
+        _dir: dir,
+    }
+}
+
+/// Connects over implicit TLS to a server showing `cert`'s leaf, trusting
+/// its CA; the error.
+async fn tls_refusal(cert: &TestCert) -> ImapError {
+    let tls = acceptor(&cert.leaf, &cert.key);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ = tls.accept(stream).await;
+    });
+    let mut ep = fake_endpoint(port);
+    ep.host = "localhost".into();
+    ep.security = Security::Tls;
+    ep.ca_file = Some(cert.cert.clone());
+    let err = ImapConnection::open(&ep, ALICE).await.unwrap_err();
+    server.await.unwrap();
+    err
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_host_or_expired_is_refused() {
+    let other_host = rcgen_cert(&["mail.other.example"], ((2025, 1, 1), (2035, 1, 1)));
+    let err = tls_refusal(&other_host).await;
+    assert!(matches!(err, ImapError::Certificate { .. }), "{err}");
+    assert!(!err.is_transient(), "{err}");
+    let expired = rcgen_cert(&["localhost"], ((2020, 1, 1), (2020, 1, 2)));
+    let err = tls_refusal(&expired).await;
+    assert!(matches!(err, ImapError::Certificate { .. }), "{err}");
+    assert!(err.to_string().to_lowercase().contains("expired"), "{err}");
+    // The same host and dates, valid: accepted (the refusals are for cause).
+    let good = rcgen_cert(&["localhost"], ((2025, 1, 1), (2035, 1, 1)));
+    let err = tls_refusal(&good).await;
+    assert!(!matches!(err, ImapError::Certificate { .. }), "{err}");
+}
