@@ -122,6 +122,30 @@ pub struct Generation {
     pub calendars: CollectionCounts,
     /// Contact counts.
     pub contacts: CollectionCounts,
+    /// Which mailbox the point is of (see [`MailboxIdentity`]); absent in
+    /// points taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxIdentity>,
+}
+
+/// Which mailbox a point belongs to, beyond its user name: an address
+/// deleted and given to someone else is a new mailbox with the same name.
+/// On IMAP it is the INBOX's UIDVALIDITY at the snapshot (`imap-inbox-
+/// uidvalidity:N`): a server gives a new mailbox's INBOX a new UIDVALIDITY
+/// (Dovecot: the creation time), and keeps it while the mailbox lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxIdentity {
+    /// The identity, compared as a string.
+    pub id: String,
+}
+
+impl MailboxIdentity {
+    /// The identity of a mailbox whose INBOX has `uid_validity`.
+    pub fn of_inbox(uid_validity: u32) -> MailboxIdentity {
+        MailboxIdentity {
+            id: format!("imap-inbox-uidvalidity:{uid_validity}"),
+        }
+    }
 }
 
 /// The personal namespace as the server announced it.
@@ -158,6 +182,10 @@ pub struct RootManifest {
     /// Collection manifests ([`CollectionManifest`]), in discovery order.
     #[serde(default)]
     pub collections: Vec<BlobId>,
+    /// Which mailbox this is of; absent in points taken before it was
+    /// recorded (FORMAT.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxIdentity>,
 }
 
 /// Refuses a manifest format this build does not know (FORMAT.md §1):
@@ -184,6 +212,7 @@ impl RootManifest {
             mail: self.mail,
             calendars: self.calendars,
             contacts: self.contacts,
+            mailbox: self.mailbox.clone(),
         }
     }
 }
@@ -468,6 +497,7 @@ mod tests {
             contacts: CollectionCounts::default(),
             folders: vec![],
             collections: vec![],
+            mailbox: None,
         };
         let bytes = encode(&root);
         assert_eq!(decode::<RootManifest>(&bytes).unwrap(), root);

@@ -50,6 +50,7 @@ mod tests {
             mail: MailCounts::default(),
             calendars: CollectionCounts::default(),
             contacts: CollectionCounts::default(),
+            mailbox: None,
         }
     }
 

@@ -532,6 +532,7 @@ pub(crate) mod tests {
                 manifest: folder_id,
             }],
             collections: vec![],
+            mailbox: None,
         };
         let root_id = w
             .put_kind(&manifest::encode(&root), BlobKind::Root)

@@ -314,3 +314,58 @@ async fn no_password_reaches_a_log_even_at_trace_level() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_point_of_a_deleted_and_re_created_mailbox_is_not_restored_into_the_new_one() {
+    let sandbox = seeded();
+    let d = sandbox.dovecot().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let point = snapshot_job(&api, ALICE).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
+    let id = points["points"][0]["mailbox"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("imap-inbox-uidvalidity:"), "{points}");
+
+    // The address is deleted, then given to someone else: a new mailbox
+    // (its INBOX's UIDVALIDITY is the second it was made).
+    std::thread::sleep(Duration::from_millis(1100));
+    d.delete_mailbox(ALICE).unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    imap.append("INBOX", &[], None, b"Subject: new owner\r\n\r\nhello\r\n")
+        .unwrap();
+    imap.logout().unwrap();
+    let before = common::live(d, ALICE);
+
+    let (status, body) = api
+        .raw(
+            "POST",
+            "/v1/restores",
+            Some(&json!({"user": ALICE, "point": point})),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("mailbox_changed"), "{text}");
+    assert_eq!(common::live(d, ALICE), before, "nothing was written");
+
+    // Asked for explicitly, it goes, and the job says so.
+    let job = api
+        .post(
+            "/v1/restores",
+            &json!({"user": ALICE, "point": point, "allow_mailbox_change": true}),
+        )
+        .await
+        .unwrap();
+    let job = wait_job(&api, &job).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["allow_mailbox_change"], true, "{job}");
+}

@@ -58,6 +58,15 @@ pub struct Dovecot {
 }
 
 impl Dovecot {
+    /// Deletes a user's whole mailbox (as an operator deleting the
+    /// account does); the next login makes a new, empty one.
+    pub fn delete_mailbox(&self, user: &str) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(self.dir.join("mail").join(user)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn start(
         root: &Arc<tempfile::TempDir>,
         opts: &SandboxOptions,

@@ -229,6 +229,7 @@ mod tests {
                 point: "20261126T140500Z".parse().unwrap(),
                 scope: Scope::All,
                 requested_by: None,
+                allow_mailbox_change: false,
             }),
         };
         let mut j = Job::new(

@@ -62,12 +62,20 @@ pub struct ApiState {
     pub started: Instant,
 }
 
+/// What [`UserCheck::inbox_identity`] answers.
+pub type InboxIdentityFuture<'a> = Pin<
+    Box<dyn Future<Output = Result<Option<crate::manifest::MailboxIdentity>, String>> + Send + 'a>,
+>;
+
 /// Whether a user exists on the live mail server.
 pub trait UserCheck: Send + Sync + 'static {
     /// `Ok(true)` when it exists, `Ok(false)` when the server says it does
     /// not, `Err` (a sentence) when the server cannot be asked.
     fn exists(&self, user: &str)
     -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + '_>>;
+    /// The identity of the user's mailbox now (`Ok(None)`: no such
+    /// mailbox), `Err` (a sentence) when the server cannot be asked.
+    fn inbox_identity(&self, user: &str) -> InboxIdentityFuture<'_>;
 }
 
 /// An error answer: a stable code (which gives the status) and a sentence.
@@ -607,6 +615,34 @@ fn check_user_name(st: &ApiState, user: &str) -> ApiResult<()> {
     .map_err(|e| ApiError::new(ErrorCode::InvalidUser, e.to_string()))
 }
 
+/// `409 mailbox_changed` when the point is of another mailbox than the
+/// one that has the address now (a point without an identity passes).
+async fn check_same_mailbox(
+    st: &ApiState,
+    user: &str,
+    recorded: Option<crate::manifest::MailboxIdentity>,
+) -> ApiResult<()> {
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    let live = st
+        .users
+        .inbox_identity(user)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::ServerDown, e))?;
+    if live.as_ref() == Some(&recorded) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::MailboxChanged,
+        format!(
+            "the restore point is of another mailbox than the one {user:?} has now (point: {}, now: {}): the address was deleted and made again; send \"allow_mailbox_change\": true to restore into this mailbox anyway",
+            recorded.id,
+            live.map_or("no mailbox".to_string(), |l| l.id)
+        ),
+    ))
+}
+
 async fn ensure_user_exists(st: &ApiState, user: &str) -> ApiResult<()> {
     check_user_name(st, user)?;
     match st.users.exists(user).await {
@@ -818,10 +854,18 @@ async fn post_restores(
                 format!("{} has no restore point {:?}", req.user, req.point),
             )
         })?;
+    if !req.allow_mailbox_change {
+        let recorded = gens
+            .iter()
+            .find(|g| g.id == point)
+            .and_then(|g| g.mailbox.clone());
+        check_same_mailbox(&st, &req.user, recorded).await?;
+    }
     let spec = JobSpec::Restore(RestoreSpec {
         point,
         scope,
         requested_by: req.requested_by,
+        allow_mailbox_change: req.allow_mailbox_change,
     });
     let user = req.user;
     // The same restore sent twice (a double click, a retried request)

@@ -44,6 +44,10 @@ pub struct JobView {
     pub scope: Option<String>,
     /// Who asked.
     pub requested_by: Option<String>,
+    /// Restores: the request allowed a point of an earlier mailbox with
+    /// this address (`allow_mailbox_change`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_mailbox_change: bool,
     /// Where a restore writes.
     pub target: TargetView,
     /// Counters.
@@ -122,6 +126,7 @@ impl From<&Job> for JobView {
                 .to_string()
             }),
             requested_by: j.restore().and_then(|r| r.requested_by.clone()),
+            allow_mailbox_change: j.restore().is_some_and(|r| r.allow_mailbox_change),
             target: TargetView {
                 folder: j.target.folder.clone(),
                 calendars: j.target.calendars.clone(),
@@ -227,6 +232,16 @@ pub struct PointView {
     pub calendars: CollectionCountsView,
     /// Contact counts.
     pub contacts: CollectionCountsView,
+    /// Which mailbox the point is of (`null` for points taken before this
+    /// was recorded).
+    pub mailbox: Option<MailboxView>,
+}
+
+/// `{"id"}`: a mailbox identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct MailboxView {
+    /// `imap-inbox-uidvalidity:N`.
+    pub id: String,
 }
 
 /// `{"folders", "messages", "bytes"}`
@@ -254,6 +269,7 @@ impl From<&crate::manifest::Generation> for PointView {
         PointView {
             id: g.id.to_string(),
             taken_at: g.taken_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            mailbox: g.mailbox.as_ref().map(|m| MailboxView { id: m.id.clone() }),
             mail: MailCountsView {
                 folders: g.mail.folders,
                 messages: g.mail.messages,
@@ -349,6 +365,10 @@ pub struct RestoreRequest {
     pub scope: Option<String>,
     /// Who asked (gets the notification).
     pub requested_by: Option<String>,
+    /// Restore even if the point is of an earlier mailbox that had this
+    /// address (otherwise `409 mailbox_changed`).
+    #[serde(default)]
+    pub allow_mailbox_change: bool,
 }
 
 #[cfg(test)]

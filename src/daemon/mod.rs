@@ -192,6 +192,28 @@ fn set_group(path: &std::path::Path, group: &str) -> anyhow::Result<()> {
 struct ImapUserCheck(Endpoint);
 
 impl UserCheck for ImapUserCheck {
+    fn inbox_identity(&self, user: &str) -> crate::api::server::InboxIdentityFuture<'_> {
+        let user = user.to_string();
+        Box::pin(async move {
+            let mut conn = match ImapConnection::open(&self.0, &user).await {
+                Ok(conn) => conn,
+                Err(e) if is_unknown_user(&e) => return Ok(None),
+                Err(e) => return Err(format!("cannot ask the IMAP server about {user:?}: {e}")),
+            };
+            let status = conn
+                .status(
+                    &crate::protocol::imap::MailboxName::from_utf8("INBOX")
+                        .map_err(|e| e.to_string())?,
+                )
+                .await
+                .map_err(|e| format!("STATUS INBOX of {user:?}: {e}"))?;
+            let _ = conn.logout().await;
+            Ok(Some(crate::manifest::MailboxIdentity::of_inbox(
+                status.uid_validity.get(),
+            )))
+        })
+    }
+
     fn exists(
         &self,
         user: &str,

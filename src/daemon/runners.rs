@@ -127,6 +127,7 @@ impl Notifier {
             duration,
             outcome,
             warnings: job.warnings.clone(),
+            mailbox_change_allowed: restore.is_some_and(|r| r.allow_mailbox_change),
         };
         let sent = match notify::build(
             &report,

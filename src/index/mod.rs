@@ -642,6 +642,7 @@ mod tests {
                     mail: MailCounts::default(),
                     calendars: CollectionCounts::default(),
                     contacts: CollectionCounts::default(),
+                    mailbox: None,
                 };
                 index.put_generation(&g).unwrap();
                 g.id

@@ -274,6 +274,10 @@ pub struct RestoreSpec {
     pub scope: Scope,
     /// Who asked (gets the notification).
     pub requested_by: Option<String>,
+    /// Restore even though the point is of another mailbox than the one
+    /// that now has this address (the request said so; the job and the
+    /// notification record it).
+    pub allow_mailbox_change: bool,
 }
 
 impl JobSpec {
@@ -392,6 +396,8 @@ struct JobRecord {
     point: Option<GenerationId>,
     scope: Option<Scope>,
     requested_by: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_mailbox_change: bool,
     target: Target,
     progress: Progress,
     error: Option<JobError>,
@@ -409,9 +415,14 @@ struct JobRecord {
 impl From<Job> for JobRecord {
     fn from(j: Job) -> JobRecord {
         let kind = j.spec.kind();
-        let (point, scope, requested_by) = match j.spec {
-            JobSpec::Snapshot => (j.made, None, None),
-            JobSpec::Restore(r) => (Some(r.point), Some(r.scope), r.requested_by),
+        let (point, scope, requested_by, allow_mailbox_change) = match j.spec {
+            JobSpec::Snapshot => (j.made, None, None, false),
+            JobSpec::Restore(r) => (
+                Some(r.point),
+                Some(r.scope),
+                r.requested_by,
+                r.allow_mailbox_change,
+            ),
         };
         JobRecord {
             id: j.id,
@@ -421,6 +432,7 @@ impl From<Job> for JobRecord {
             point,
             scope,
             requested_by,
+            allow_mailbox_change,
             target: j.target,
             progress: j.progress,
             error: j.error,
@@ -449,6 +461,7 @@ impl TryFrom<JobRecord> for Job {
                     // API's default.
                     scope: r.scope.unwrap_or(Scope::All),
                     requested_by: r.requested_by,
+                    allow_mailbox_change: r.allow_mailbox_change,
                 };
                 (JobSpec::Restore(spec), None)
             }
@@ -523,6 +536,7 @@ mod tests {
                 point: point.clone(),
                 scope: Scope::Inbox,
                 requested_by: Some("admin@example.org".into()),
+                allow_mailbox_change: false,
             }),
             crate::time::from_second(1_764_165_900).unwrap(),
         );

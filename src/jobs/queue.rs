@@ -508,6 +508,7 @@ mod tests {
                 point: "20261126T140500Z".parse().unwrap(),
                 scope: Scope::All,
                 requested_by: None,
+                allow_mailbox_change: false,
             }),
         }
     }

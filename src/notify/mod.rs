@@ -68,6 +68,9 @@ pub struct RestoreReport {
     pub outcome: Outcome,
     /// Problems that did not stop it (skipped messages…).
     pub warnings: Vec<String>,
+    /// The point was of an earlier mailbox with this address, restored on
+    /// request (`allow_mailbox_change`).
+    pub mailbox_change_allowed: bool,
 }
 
 /// Why a notification could not be built or sent.
@@ -221,6 +224,9 @@ fn body(r: &RestoreReport, w: &Words, folder: &str, tz: &TimeZone) -> String {
     if let Some(who) = &r.requested_by {
         body.push_str(&format!("{}{who}\n", w.requested_by));
     }
+    if r.mailbox_change_allowed {
+        body.push_str(w.mailbox_changed);
+    }
     if let Outcome::Failed { code, message } = &r.outcome {
         body.push_str(&format!("{}{message} ({code})\n", w.why));
         body.push_str(w.kept);
@@ -257,6 +263,7 @@ struct Words {
     addressbook: &'static str,
     messages: &'static str,
     skipped: &'static str,
+    mailbox_changed: &'static str,
     of: &'static str,
     items: &'static str,
     duration: &'static str,
@@ -291,6 +298,7 @@ const EN: Words = Words {
     addressbook: "Address book: ",
     messages: "Messages: ",
     skipped: "{n} message(s) or item(s) could not be read back from the restore point and were skipped (listed below).\n",
+    mailbox_changed: "The restore point was taken of an earlier mailbox with this address; it was restored into the current one on request (allow_mailbox_change).\n",
     of: "of",
     items: "Calendar and contact items: ",
     duration: "Duration: about {minutes} min\n",
@@ -318,6 +326,7 @@ const FR: Words = Words {
     addressbook: "Carnet d'adresses : ",
     messages: "Messages : ",
     skipped: "{n} message(s) ou élément(s) n'ont pas pu être relus dans le point de restauration et ont été ignorés (liste ci-dessous).\n",
+    mailbox_changed: "Le point de restauration a été pris d'une boîte précédente ayant cette adresse ; il a été restauré dans la boîte actuelle à la demande (allow_mailbox_change).\n",
     of: "sur",
     items: "Éléments de calendrier et contacts : ",
     duration: "Durée : environ {minutes} min\n",
@@ -379,6 +388,7 @@ mod tests {
             duration: Duration::from_secs(95),
             outcome,
             warnings: vec![],
+            mailbox_change_allowed: false,
         }
     }
 

@@ -85,6 +85,9 @@ pub enum RestoreError {
     /// Someone else changed a folder this restore made.
     #[error("the restore target was changed by someone else: {0}")]
     TargetChanged(String),
+    /// The point is of another mailbox than the one the address has now.
+    #[error("{0}")]
+    MailboxChanged(String),
     /// The CalDAV/CardDAV server failed or refused.
     #[error(transparent)]
     Dav(#[from] crate::net::dav::DavError),
@@ -130,6 +133,9 @@ impl RestoreError {
             }
             RestoreError::TargetChanged(_) => {
                 JobError::new(ErrorCode::TargetChanged, self.to_string())
+            }
+            RestoreError::MailboxChanged(_) => {
+                JobError::new(ErrorCode::MailboxChanged, self.to_string())
             }
             RestoreError::Stopped => JobError::new(ErrorCode::Cancelled, self.to_string()),
             RestoreError::Dav(e) => JobError::new(e.code(), e.to_string()),
@@ -233,6 +239,25 @@ fn load_point(repo: &Repository, user: &str, spec: RestoreSpec) -> Result<Loaded
         scope: spec.scope,
         warnings,
     })
+}
+
+/// Fails with `mailbox_changed` when the live mailbox is not the one the
+/// point was taken of (checked again when the job runs: the POST checked
+/// already, but the address may have changed hands since).
+async fn same_mailbox(
+    conn: &mut ImapConnection,
+    recorded: &crate::manifest::MailboxIdentity,
+) -> Result<(), RestoreError> {
+    let inbox = crate::protocol::imap::MailboxName::from_utf8("INBOX")?;
+    let now = conn.status(&inbox).await?.uid_validity.get();
+    let live = crate::manifest::MailboxIdentity::of_inbox(now);
+    if &live == recorded {
+        return Ok(());
+    }
+    Err(RestoreError::MailboxChanged(format!(
+        "the restore point is of another mailbox than the one this address has now (point: {}, now: {}); nothing was written",
+        recorded.id, live.id
+    )))
 }
 
 /// Stands for a folder whose manifest is damaged: its name, no messages.
@@ -480,6 +505,10 @@ impl Restorer {
         let job = ctx.job();
         let point = self.load(&job).await?;
         let mut first = ImapConnection::open(&self.endpoint, &job.user).await?;
+        let allowed = job.restore().is_some_and(|r| r.allow_mailbox_change);
+        if let (Some(recorded), false) = (&point.root.mailbox, allowed) {
+            same_mailbox(&mut first, recorded).await?;
+        }
         let plans = self.plan(&job, &mut first, &point).await?;
         announce(ctx, &point, &plans)?;
         let shared = Shared {

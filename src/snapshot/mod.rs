@@ -566,6 +566,11 @@ fn write_point(repo: &Repository, p: PointParts) -> Result<(Generation, u64), Sn
         contacts,
         folders: refs,
         collections: collection_refs,
+        mailbox: p
+            .folders
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case("INBOX") && f.selectable)
+            .map(|f| crate::manifest::MailboxIdentity::of_inbox(f.uid_validity)),
     };
     let (root_id, _) = writer.put_kind(&manifest::encode(&root), BlobKind::Root)?;
     // Durable blobs first (every worker's packs, then the manifests'),
