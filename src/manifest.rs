@@ -126,6 +126,10 @@ pub struct Generation {
     /// points taken before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<MailboxIdentity>,
+    /// What the point lacks because a backend was down when it was taken
+    /// (`["dav"]`); empty for a complete point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<String>,
 }
 
 /// Which mailbox a point belongs to, beyond its user name: an address
@@ -186,6 +190,9 @@ pub struct RootManifest {
     /// recorded (FORMAT.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<MailboxIdentity>,
+    /// What the point lacks because a backend was down (`["dav"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<String>,
 }
 
 /// Refuses a manifest format this build does not know (FORMAT.md §1):
@@ -213,6 +220,7 @@ impl RootManifest {
             calendars: self.calendars,
             contacts: self.contacts,
             mailbox: self.mailbox.clone(),
+            partial: self.partial.clone(),
         }
     }
 }
@@ -498,6 +506,7 @@ mod tests {
             folders: vec![],
             collections: vec![],
             mailbox: None,
+            partial: vec![],
         };
         let bytes = encode(&root);
         assert_eq!(decode::<RootManifest>(&bytes).unwrap(), root);

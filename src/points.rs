@@ -51,6 +51,7 @@ mod tests {
             calendars: CollectionCounts::default(),
             contacts: CollectionCounts::default(),
             mailbox: None,
+            partial: vec![],
         }
     }
 

@@ -204,6 +204,7 @@ fn drop_points(
             .map(|g| PointRef {
                 id: g.id.to_string(),
                 taken_at: g.taken_at,
+                complete: g.partial.is_empty(),
             })
             .collect();
         let used: HashSet<String> = in_use

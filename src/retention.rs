@@ -23,6 +23,9 @@ pub struct PointRef {
     pub id: String,
     /// When it was taken.
     pub taken_at: Timestamp,
+    /// False when a backend was down and the point lacks what it holds:
+    /// a period keeps its newest complete point when it has one.
+    pub complete: bool,
 }
 
 /// The verdict on one point.
@@ -160,7 +163,8 @@ fn keep_one_per_period(
     }
     let (now_key, _) = key(now);
     let oldest = now_key - i64::from(n) + 1;
-    let mut seen = HashSet::new();
+    // Per period: its newest complete point, else its newest point.
+    let mut chosen: BTreeMap<i64, (usize, String)> = BTreeMap::new();
     for &i in order {
         let t = points[i].taken_at;
         if t > now {
@@ -170,12 +174,21 @@ fn keep_one_per_period(
         if k < oldest || k > now_key {
             continue;
         }
-        if seen.insert(k) {
-            reasons
-                .entry(i)
-                .or_default()
-                .push(format!("{name} {label}"));
+        match chosen.get(&k) {
+            None => {
+                chosen.insert(k, (i, label));
+            }
+            Some(&(c, _)) if !points[c].complete && points[i].complete => {
+                chosen.insert(k, (i, label));
+            }
+            Some(_) => {}
         }
+    }
+    for (i, label) in chosen.into_values() {
+        reasons
+            .entry(i)
+            .or_default()
+            .push(format!("{name} {label}"));
     }
 }
 
@@ -211,6 +224,7 @@ mod tests {
             .map(|t| PointRef {
                 id: t.format("%Y%m%dT%H%M%SZ").to_string(),
                 taken_at: *t,
+                complete: true,
             })
             .collect()
     }
@@ -302,5 +316,25 @@ mod tests {
         // 24 hourly + 13 more days + the weeks and the month they do not cover.
         assert!((37..=45).contains(&kept), "{kept} kept");
         assert!(d.iter().filter(|d| d.keep).all(|d| !d.reasons.is_empty()));
+    }
+
+    #[test]
+    fn a_period_keeps_its_newest_complete_point_over_a_newer_partial_one() {
+        let utc = crate::time::UTC;
+        let t = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let mut points = pts(&[
+            t("2026-11-02T09:10:00Z"),
+            t("2026-11-02T09:40:00Z"),
+            t("2026-11-02T10:10:00Z"),
+        ]);
+        points[1].complete = false; // the DAV server was down at 09:40
+        let now = t("2026-11-02T10:30:00Z");
+        let d = plan(&policy(2, 0, 0, 0), &points, now, &utc, &HashSet::new());
+        let kept: Vec<_> = d.iter().filter(|d| d.keep).map(|d| d.id.as_str()).collect();
+        assert_eq!(kept, vec!["20261102T091000Z", "20261102T101000Z"], "{d:?}");
+        // With no complete point in the period, the newest stays.
+        points[0].complete = false;
+        let d = plan(&policy(2, 0, 0, 0), &points, now, &utc, &HashSet::new());
+        assert!(d[1].keep && !d[0].keep, "{d:?}");
     }
 }

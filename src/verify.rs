@@ -533,6 +533,7 @@ pub(crate) mod tests {
             }],
             collections: vec![],
             mailbox: None,
+            partial: vec![],
         };
         let root_id = w
             .put_kind(&manifest::encode(&root), BlobKind::Root)

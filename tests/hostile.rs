@@ -369,3 +369,55 @@ async fn a_point_of_a_deleted_and_re_created_mailbox_is_not_restored_into_the_ne
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["allow_mailbox_change"], true, "{job}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dav_server_down_at_snapshot_time_gives_a_partial_point_not_none() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        radicale: true,
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let d = sandbox.dovecot().unwrap();
+    let mut imap = d.login_master(ALICE).unwrap();
+    imap.append("INBOX", &[], None, b"Subject: x\r\n\r\nx\r\n")
+        .unwrap();
+    imap.logout().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    // The DAV server is down: nothing listens where the config points.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    let url = sandbox.radicale().unwrap().url.clone();
+    assert!(text.contains(&url), "{text}");
+    std::fs::write(
+        &f.config,
+        text.replace(&url, &format!("http://127.0.0.1:{dead}")),
+    )
+    .unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    let job = snapshot_job(&api, ALICE).await;
+    assert!(job["warnings"].to_string().contains("mail only"), "{job}");
+    let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
+    let p = &points["points"][0];
+    assert_eq!(p["partial"], json!(["dav"]), "{p}");
+    assert_eq!(p["mail"]["messages"], 1, "{p}");
+    let point = p["id"].as_str().unwrap();
+    let restore = api
+        .post(
+            "/v1/restores",
+            &json!({"user": ALICE, "point": point, "scope": "inbox"}),
+        )
+        .await
+        .unwrap();
+    let restore = wait_job(&api, &restore).await;
+    assert_eq!(restore["state"], "succeeded", "{restore}");
+    assert!(
+        restore["warnings"]
+            .to_string()
+            .contains("lacks its calendars and contacts"),
+        "{restore}"
+    );
+}

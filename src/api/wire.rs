@@ -235,6 +235,9 @@ pub struct PointView {
     /// Which mailbox the point is of (`null` for points taken before this
     /// was recorded).
     pub mailbox: Option<MailboxView>,
+    /// What the point lacks because a backend was down when it was taken
+    /// (`["dav"]`); empty for a complete point.
+    pub partial: Vec<String>,
 }
 
 /// `{"id"}`: a mailbox identity.
@@ -270,6 +273,7 @@ impl From<&crate::manifest::Generation> for PointView {
             id: g.id.to_string(),
             taken_at: g.taken_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             mailbox: g.mailbox.as_ref().map(|m| MailboxView { id: m.id.clone() }),
+            partial: g.partial.clone(),
             mail: MailCountsView {
                 folders: g.mail.folders,
                 messages: g.mail.messages,

@@ -643,6 +643,7 @@ mod tests {
                     calendars: CollectionCounts::default(),
                     contacts: CollectionCounts::default(),
                     mailbox: None,
+                    partial: vec![],
                 };
                 index.put_generation(&g).unwrap();
                 g.id

@@ -524,6 +524,15 @@ impl Restorer {
         for w in &point.warnings {
             shared.warn_once(w.clone());
         }
+        for lacking in &point.root.partial {
+            let what = match lacking.as_str() {
+                "dav" => "its calendars and contacts",
+                other => other,
+            };
+            shared.warn_once(format!(
+                "the restore point lacks {what}: the server was down when it was taken"
+            ));
+        }
         let journals = self
             .create_folders(&mut first, &plans.mail, &shared)
             .await?;

@@ -158,6 +158,8 @@ pub struct Progress {
     pub items_carried: AtomicU64,
     /// Things that went wrong without failing the snapshot.
     pub warnings: Mutex<Vec<String>>,
+    /// Backends that were down, so the point lacks what they hold.
+    pub partial: Mutex<Vec<String>>,
     stop: CancellationToken,
 }
 
@@ -274,8 +276,13 @@ impl Snapshotter {
                 .await?
                 .pop()
         };
+        let partial = progress
+            .partial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if let Some(previous) = previous {
-            for w in drops(&previous, &folders, &collections) {
+            for w in drops(&previous, &folders, &collections, partial.is_empty()) {
                 progress.warn(w);
             }
         }
@@ -286,6 +293,7 @@ impl Snapshotter {
             folders,
             collections,
             writers,
+            partial,
         };
         let repo = self.store.clone();
         let (generation, new_blobs) = off_thread(move || write_point(&repo, point)).await?;
@@ -366,7 +374,23 @@ impl Snapshotter {
         };
         let (mail_results, collections) = tokio::join!(futures_util::future::join_all(tasks), dav);
         let mut writers = mail_results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let collections = collections?;
+        let collections = match collections {
+            Ok(c) => c,
+            // The DAV server is down: the mail point is still taken, and
+            // says it lacks the calendars and contacts.
+            Err(SnapshotError::Dav(e)) if e.code() == ErrorCode::DavServerDown => {
+                progress.warn(format!(
+                    "the calendar and contact server is down ({e}): this point holds the mail only"
+                ));
+                progress
+                    .partial
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push("dav".into());
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
         writers.push(dav_writer);
         let mut folders = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
         folders.sort_by_key(|(i, _)| *i);
@@ -444,6 +468,7 @@ fn drops(
     previous: &Generation,
     folders: &[FolderManifest],
     collections: &[CollectionManifest],
+    dav_read: bool,
 ) -> Vec<String> {
     use crate::protocol::dav::CollectionKind;
     let mut out = Vec::new();
@@ -460,7 +485,7 @@ fn drops(
             "address books",
         ),
     ] {
-        if before > 0 && count(kind) == 0 {
+        if dav_read && before > 0 && count(kind) == 0 {
             out.push(format!(
                 "the previous point {} had {before} {what} and this one has none: check the DAV account's rights",
                 previous.id
@@ -522,6 +547,7 @@ struct PointParts {
     folders: Vec<FolderManifest>,
     collections: Vec<CollectionManifest>,
     writers: Vec<BlobWriter>,
+    partial: Vec<String>,
 }
 
 /// Writes the point (blocking: call it off the async threads): the folder
@@ -571,6 +597,7 @@ fn write_point(repo: &Repository, p: PointParts) -> Result<(Generation, u64), Sn
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case("INBOX") && f.selectable)
             .map(|f| crate::manifest::MailboxIdentity::of_inbox(f.uid_validity)),
+        partial: p.partial,
     };
     let (root_id, _) = writer.put_kind(&manifest::encode(&root), BlobKind::Root)?;
     // Durable blobs first (every worker's packs, then the manifests'),
