@@ -421,3 +421,73 @@ async fn a_dav_server_down_at_snapshot_time_gives_a_partial_point_not_none() {
         "{restore}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_that_flood_the_socket_are_bounded_and_the_daemon_answers_after() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let sandbox = Sandbox::start(SandboxOptions::default()).expect("sandbox");
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(&sandbox, dir.path(), "").unwrap();
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    let text = text.replacen("[api]\n", "[api]\nrequest_timeout = \"2s\"\n", 1);
+    std::fs::write(&f.config, text).unwrap();
+    let _daemon = serve(&f);
+    let api = ApiClient::new(&f.socket);
+    // One that sends its headers a byte every 20 ms: cut off at the
+    // request timeout (2 s), not kept for the 8 s it would take.
+    let mut slow = UnixStream::connect(&f.socket).unwrap();
+    let started = Instant::now();
+    for b in b"GET /v1/health HTTP/1.1\r\nX: "
+        .iter()
+        .chain([b'y'; 400].iter())
+    {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rest = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = slow.read_to_end(&mut rest);
+    let cut = started.elapsed();
+    assert!(
+        cut < Duration::from_secs(5),
+        "the slow sender was kept {cut:?}"
+    );
+    // 200 idle connections: beyond the daemon's 64 they are refused at
+    // once, and the 64 it took are closed at the request timeout; then
+    // the panel is served again.
+    let idle: Vec<UnixStream> = (0..200)
+        .filter_map(|_| UnixStream::connect(&f.socket).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(3000));
+    alive(&api).await;
+    // A body nested 100,000 levels deep is a 400, not a crash.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (status, body) = api
+        .raw(
+            "POST",
+            "/v1/restores",
+            Some(&serde_json::from_str::<serde_json::Value>("null").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let mut raw = UnixStream::connect(&f.socket).unwrap();
+    write!(
+        raw,
+        "POST /v1/restores HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{deep}",
+        deep.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = raw.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 4"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    alive(&api).await;
+    drop(idle);
+}
