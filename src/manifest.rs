@@ -263,6 +263,34 @@ pub struct FolderManifest {
     pub groups: Vec<BlobId>,
 }
 
+impl FolderManifest {
+    /// A folder as a listing describes it, before anything of its
+    /// messages is known: no messages, no UIDVALIDITY.
+    pub fn listed(
+        name: String,
+        wire_name: String,
+        separator: Option<char>,
+        special_use: Vec<String>,
+        subscribed: bool,
+        selectable: bool,
+    ) -> FolderManifest {
+        FolderManifest {
+            name,
+            wire_name,
+            separator,
+            special_use,
+            subscribed,
+            selectable,
+            uid_validity: 0,
+            uid_next: 0,
+            highest_modseq: None,
+            messages: 0,
+            bytes: 0,
+            groups: Vec::new(),
+        }
+    }
+}
+
 /// A run of chunks of one folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkGroup {

@@ -26,6 +26,16 @@ fn seeded() -> Sandbox {
     sandbox
 }
 
+/// A sandbox started with `opts` where alice has one message.
+fn one_message(opts: SandboxOptions) -> Sandbox {
+    let sandbox = Sandbox::start(opts).expect("sandbox");
+    let mut imap = sandbox.dovecot().unwrap().login_master(ALICE).unwrap();
+    imap.append("INBOX", &[], None, b"Subject: x\r\n\r\nx\r\n")
+        .unwrap();
+    imap.logout().unwrap();
+    sandbox
+}
+
 /// Points the daemon's `[imap]` at `port`, with more `[imap]` keys.
 fn through(f: &DaemonFiles, sandbox: &Sandbox, port: u16, keys: &str) {
     let text = std::fs::read_to_string(&f.config).unwrap();
@@ -256,17 +266,12 @@ async fn a_point_that_lost_most_folders_says_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_password_reaches_a_log_even_at_trace_level() {
-    let sandbox = Sandbox::start(SandboxOptions {
+    let sandbox = one_message(SandboxOptions {
         radicale: true,
         postfix: true,
         ..SandboxOptions::default()
-    })
-    .expect("sandbox");
+    });
     let d = sandbox.dovecot().unwrap();
-    let mut imap = d.login_master(ALICE).unwrap();
-    imap.append("INBOX", &[], None, b"Subject: x\r\n\r\nx\r\n")
-        .unwrap();
-    imap.logout().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "").unwrap();
     let daemon = common::daemon::serve_with(&f, &[("MAILRESTORE_LOG", "trace")]);
@@ -372,16 +377,10 @@ async fn a_point_of_a_deleted_and_re_created_mailbox_is_not_restored_into_the_ne
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dav_server_down_at_snapshot_time_gives_a_partial_point_not_none() {
-    let sandbox = Sandbox::start(SandboxOptions {
+    let sandbox = one_message(SandboxOptions {
         radicale: true,
         ..SandboxOptions::default()
-    })
-    .expect("sandbox");
-    let d = sandbox.dovecot().unwrap();
-    let mut imap = d.login_master(ALICE).unwrap();
-    imap.append("INBOX", &[], None, b"Subject: x\r\n\r\nx\r\n")
-        .unwrap();
-    imap.logout().unwrap();
+    });
     let dir = tempfile::tempdir().unwrap();
     let f = write_config(&sandbox, dir.path(), "").unwrap();
     // The DAV server is down: nothing listens where the config points.

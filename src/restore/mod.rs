@@ -262,20 +262,14 @@ async fn same_mailbox(
 
 /// Stands for a folder whose manifest is damaged: its name, no messages.
 fn unreadable_folder(root: &RootManifest, f: &crate::manifest::FolderRef) -> FolderManifest {
-    FolderManifest {
-        name: f.name.clone(),
-        wire_name: f.name.clone(),
-        separator: root.namespace.separator,
-        special_use: Vec::new(),
-        subscribed: true,
-        selectable: true,
-        uid_validity: 0,
-        uid_next: 0,
-        highest_modseq: None,
-        messages: 0,
-        bytes: 0,
-        groups: Vec::new(),
-    }
+    FolderManifest::listed(
+        f.name.clone(),
+        f.name.clone(),
+        root.namespace.separator,
+        Vec::new(),
+        true,
+        true,
+    )
 }
 
 /// A folder's messages, in UID order, without those of chunks that cannot

@@ -73,20 +73,14 @@ fn listed_folder(entry: &MailboxEntry) -> FolderManifest {
         .map(|s| s.as_str().to_string())
         .collect();
     special_use.sort();
-    FolderManifest {
-        name: entry.name.as_str().to_string(),
-        wire_name: String::from_utf8_lossy(entry.name.raw()).into_owned(),
-        separator: entry.delimiter,
+    FolderManifest::listed(
+        entry.name.as_str().to_string(),
+        String::from_utf8_lossy(entry.name.raw()).into_owned(),
+        entry.delimiter,
         special_use,
-        subscribed: entry.is_subscribed(),
-        selectable: entry.is_selectable(),
-        uid_validity: 0,
-        uid_next: 0,
-        highest_modseq: None,
-        messages: 0,
-        bytes: 0,
-        groups: Vec::new(),
-    }
+        entry.is_subscribed(),
+        entry.is_selectable(),
+    )
 }
 
 /// Whether the folder is as `prev` left it (same UIDVALIDITY assumed): no
