@@ -551,8 +551,17 @@ pub fn derived_uid(old: &str, collection: &Url, name: &str) -> String {
     format!("{old}-restored-{}", &hex[..8])
 }
 
-/// The item with every UID equal to `old` replaced by `new` (calcard).
+/// The item with every UID equal to `old` replaced by `new` (calcard);
+/// `None` when the result would not read back with the new UID.
 pub fn rewrite_uid(kind: CollectionKind, bytes: &[u8], old: &str, new: &str) -> Option<Vec<u8>> {
+    let out = rewritten(kind, bytes, old, new)?;
+    // A malformed item may not survive the parser's round trip (a component
+    // name it cannot write back): a rewrite whose output does not read back
+    // with the new UID is no rewrite, and the item is reported instead.
+    (crate::snapshot::dav::item_uid(kind, &out).as_deref() == Some(new)).then_some(out)
+}
+
+fn rewritten(kind: CollectionKind, bytes: &[u8], old: &str, new: &str) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(bytes).ok()?;
     match kind {
         CollectionKind::Calendar => {
@@ -695,5 +704,23 @@ mod tests {
         assert_eq!(derived_uid("a", &u, "x.ics"), derived_uid("a", &u, "x.ics"));
         assert_ne!(derived_uid("a", &u, "x.ics"), derived_uid("b", &u, "x.ics"));
         assert_ne!(derived_uid("a", &u, "x.ics"), derived_uid("a", &u, "y.ics"));
+    }
+
+    /// The ical_vcard_uid fuzz target's find: a malformed calendar whose
+    /// rewrite calcard writes back as something it cannot read again.
+    #[test]
+    fn a_rewrite_that_does_not_read_back_is_no_rewrite() {
+        let input = include_bytes!("../../fixtures/fuzz/ical_vcard_uid-round-trip.bin");
+        let (selector, item) = input.split_first().unwrap();
+        let kind = if selector & 1 == 0 {
+            CollectionKind::Calendar
+        } else {
+            CollectionKind::Addressbook
+        };
+        let old = crate::snapshot::dav::item_uid(kind, item).unwrap();
+        let new = format!("{old}-restored");
+        if let Some(out) = rewrite_uid(kind, item, &old, &new) {
+            assert_eq!(crate::snapshot::dav::item_uid(kind, &out), Some(new));
+        }
     }
 }
