@@ -201,7 +201,9 @@ async fn restore_all_brings_back_every_message_exactly_beside_the_live_data() {
         };
         if name.contains(['%', '*']) {
             assert!(
-                job["warnings"].to_string().contains(&restored_name[target.len() + 1..]),
+                job["warnings"]
+                    .to_string()
+                    .contains(&restored_name[target.len() + 1..]),
                 "the rename of {name:?} is in the warnings: {job}"
             );
         }
