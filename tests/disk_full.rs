@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::daemon::{cli, serve, snapshot_job, wait_job};
+use common::daemon::{cli, ended_snapshot, serve, snapshot_job};
 use common::{ALICE, noise};
 use mailrestore::api::client::ApiClient;
 use mailrestore_sandbox::daemon::write_config;
@@ -105,11 +105,7 @@ async fn a_full_disk_fails_the_snapshot_cleanly_and_prune_still_runs() {
         m.extend(noise(1_500_000));
         imap.append("Big", &[], None, &m).unwrap();
     }
-    let r = api
-        .post("/v1/snapshots", &json!({"user": ALICE}))
-        .await
-        .unwrap();
-    let job = wait_job(&api, &r["jobs"][0]).await;
+    let job = ended_snapshot(&api, ALICE).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "disk_full", "{job}");
     let health = api.get("/v1/health").await.unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::ALICE;
-use common::daemon::{serve, snapshot_job, start_restore, wait_job};
+use common::daemon::{ended_snapshot, serve, snapshot_job, start_restore, wait_job};
 use mailrestore::api::client::ApiClient;
 use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
 use mailrestore_sandbox::fault_proxy::{Fault, FaultProxy};
@@ -45,6 +45,20 @@ fn through(f: &DaemonFiles, sandbox: &Sandbox, port: u16, keys: &str) {
     std::fs::write(&f.config, text).unwrap();
 }
 
+/// A daemon's files whose `[imap]` goes through a proxy with `fault` in
+/// front of the sandbox's Dovecot (and has `keys` more).
+fn behind_proxy(
+    sandbox: &Sandbox,
+    fault: Fault,
+    keys: &str,
+) -> (tempfile::TempDir, DaemonFiles, FaultProxy) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_config(sandbox, dir.path(), "").unwrap();
+    let proxy = FaultProxy::start(sandbox.dovecot().unwrap().imap_port, fault).unwrap();
+    through(&f, sandbox, proxy.port, keys);
+    (dir, f, proxy)
+}
+
 async fn alive(api: &ApiClient) {
     let health = api.get("/v1/health").await.expect("the daemon is up");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"), "{health}");
@@ -78,25 +92,18 @@ async fn an_appenduid_of_four_billion_uids_is_a_clear_error_not_an_abort() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_trickling_a_fetch_fails_the_snapshot_at_the_response_deadline() {
     let sandbox = seeded();
-    let dir = tempfile::tempdir().unwrap();
-    let f = write_config(&sandbox, dir.path(), "").unwrap();
-    let proxy = FaultProxy::start(
-        sandbox.dovecot().unwrap().imap_port,
+    let (_dir, f, _proxy) = behind_proxy(
+        &sandbox,
         Fault::TrickleAfter {
             marker: b"FETCH (".to_vec(),
             every: Duration::from_millis(50),
         },
-    )
-    .unwrap();
-    through(&f, &sandbox, proxy.port, "response_timeout = \"2s\"\n");
+        "response_timeout = \"2s\"\n",
+    );
     let _daemon = serve(&f);
     let api = ApiClient::new(&f.socket);
     let started = Instant::now();
-    let r = api
-        .post("/v1/snapshots", &json!({"user": ALICE}))
-        .await
-        .unwrap();
-    let job = wait_job(&api, &r["jobs"][0]).await;
+    let job = ended_snapshot(&api, ALICE).await;
     assert_eq!(job["state"], "failed", "{job}");
     let message = job["error"]["message"].as_str().unwrap();
     assert!(message.contains("whole response"), "{job}");
@@ -211,25 +218,18 @@ async fn a_folder_another_user_shares_never_goes_into_the_point() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_login_without_an_inbox_is_an_unknown_user_and_makes_no_point() {
     let sandbox = seeded();
-    let dir = tempfile::tempdir().unwrap();
-    let f = write_config(&sandbox, dir.path(), "").unwrap();
     // A server that logs anyone in and lists no INBOX (as Cyrus's proxy
     // does for a mailbox that does not exist).
-    let proxy = FaultProxy::start(
-        sandbox.dovecot().unwrap().imap_port,
+    let (_dir, f, _proxy) = behind_proxy(
+        &sandbox,
         Fault::DropLines {
             containing: b"\"/\" INBOX\r".to_vec(),
         },
-    )
-    .unwrap();
-    through(&f, &sandbox, proxy.port, "");
+        "",
+    );
     let _daemon = serve(&f);
     let api = ApiClient::new(&f.socket);
-    let r = api
-        .post("/v1/snapshots", &json!({"user": ALICE}))
-        .await
-        .unwrap();
-    let job = wait_job(&api, &r["jobs"][0]).await;
+    let job = ended_snapshot(&api, ALICE).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "unknown_user", "{job}");
     let points = api.get(&format!("/v1/users/{ALICE}/points")).await.unwrap();
@@ -284,9 +284,7 @@ async fn no_password_reaches_a_log_even_at_trace_level() {
     assert_eq!(job["state"], "succeeded", "{job}");
     // A wrong password too: its error must not quote what was sent.
     drop(daemon);
-    let text = std::fs::read_to_string(&f.config).unwrap();
     std::fs::write(dir.path().join("imap.secret"), "not-the-password\n").unwrap();
-    std::fs::write(&f.config, &text).unwrap();
     let _daemon = common::daemon::serve_with(&f, &[("MAILRESTORE_LOG", "trace")]);
     let refused = api
         .post("/v1/snapshots", &json!({"user": ALICE}))

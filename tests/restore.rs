@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::daemon::{serve, serve_crashing_at, wait_crash, wait_job};
+use common::daemon::{serve, serve_crashing_at, snapshot_job, wait_crash, wait_job};
 use common::{ALICE, Msg, live, seed_varied};
 use mailrestore::api::client::ApiClient;
 use mailrestore_sandbox::daemon::{DaemonFiles, write_config};
@@ -18,13 +18,10 @@ use mailrestore_sandbox::{Dovecot, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 async fn snapshot(api: &ApiClient, user: &str) -> String {
-    let r = api
-        .post("/v1/snapshots", &json!({"user": user}))
-        .await
-        .unwrap();
-    let job = wait_job(api, &r["jobs"][0]).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    job["point"].as_str().unwrap().to_string()
+    snapshot_job(api, user).await["point"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn restore(api: &ApiClient, user: &str, point: &str, scope: &str) -> Value {
